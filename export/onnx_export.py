@@ -1,0 +1,75 @@
+"""torch -> ONNX: export a waveform classifier, check parity, write a model bundle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from service.audio import SAMPLE_RATE
+from service.bundle import MODEL_FILE, Bundle, write_bundle
+from service.labels import LABELS
+
+INPUT, OUTPUT = "waveform", "logits"
+OPSET = 18
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, window_s: float) -> Path:
+    """Export `model` ((B, S) waveform -> (B, C) logits) with dynamic batch and length axes,
+    as one self-contained file (weights inside, no external .data)."""
+    model = model.eval()
+    example = torch.randn(2, round(window_s * SAMPLE_RATE))
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), buf, input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch", 1: "samples"}, OUTPUT: {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    return path
+
+
+def check_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -> float:
+    """Max |logit_torch - logit_onnx| over (W, S) float32 windows."""
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(windows)).numpy()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {INPUT: windows})[0]
+    return float(np.abs(ref - got).max())
+
+
+def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_silence: bool,
+                parameters: int, version: str = "0.1.0", temperature: float = 1.0,
+                training: dict | None = None, metrics: dict | None = None,
+                license: dict | None = None, **extra: Any) -> dict:
+    """bundle.json content (DESIGN.md, "Model bundle"); sha256 is filled in by write_bundle."""
+    return {
+        "name": name, "version": version, "role": role, "labels": list(LABELS),
+        "sample_rate": SAMPLE_RATE, "window_s": window_s, "hop_s": hop_s, "trim_silence": trim_silence,
+        "input": {"name": INPUT, "shape": ["batch", "samples"], "dtype": "float32"},
+        "output": {"name": OUTPUT, "shape": ["batch", len(LABELS)], "dtype": "float32"},
+        "temperature": temperature, "parameters": parameters, "precision": "float32",
+        "training": training or {}, "metrics": metrics or {}, "license": license or {},
+        "extra": {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **extra},
+    }
+
+
+def write_model_bundle(model: torch.nn.Module, out_dir: str | Path, meta: dict, card: str,
+                       parity_windows: np.ndarray, tolerance: float) -> Bundle:
+    """Export, check parity against torch (raises when over `tolerance`), write the bundle."""
+    out = Path(out_dir)
+    onnx_path = export_onnx(model, out / MODEL_FILE, meta["window_s"])
+    delta = check_parity(model, onnx_path, parity_windows)
+    if delta > tolerance:
+        raise RuntimeError(f"ONNX parity check failed: max |delta logit| = {delta:.2e} > {tolerance:.0e}")
+    meta = {**meta, "extra": {**meta.get("extra", {}), "parity_max_abs_logit_diff": delta}}
+    return write_bundle(out, meta, card)

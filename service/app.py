@@ -1,0 +1,36 @@
+"""Builds the FastAPI app: `create_app(settings)`; `ser serve` runs it under uvicorn."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.errors import install_error_handlers
+from service.middleware import RequestContext
+from service.routes import ops, predict
+from service.runtime import Runtime
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
+        yield
+
+    app = FastAPI(title="speech-emotion-distill", version="0.1.0", lifespan=lifespan,
+                  description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(ops.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"])
+    app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes)
+    return app

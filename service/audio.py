@@ -1,0 +1,154 @@
+"""The audio front end: bytes or file -> 16 kHz mono float32 -> fixed windows.
+
+One torch-free implementation shared by training, evaluation and serving, so that the
+accuracy measured offline is the accuracy the service gives (DESIGN.md, "Audio front end").
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16_000          # every model graph takes 16 kHz mono float32
+MIN_DURATION_S = 0.1          # shorter clips carry no usable prosody
+TRIM_FRAME_S = 0.025          # silence-trim analysis frame
+TRIM_TOP_DB = 40.0            # frames this far below the loudest frame count as silence
+MIN_LAST_WINDOW = 0.5         # keep a final partial window holding >= this fraction of a window
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; `code` is the stable API error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
+    """Decode any format libsndfile reads. Returns (samples (N, C) float32, sample rate)."""
+    if isinstance(data, bytes):
+        if not data:
+            raise AudioError("empty_audio", "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file")
+        _check_wav_complete(data)
+        source: io.BytesIO | str = io.BytesIO(data)
+    else:
+        source = str(data)
+    try:
+        samples, sr = sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise AudioError(
+            "unsupported_audio",
+            f"could not decode the audio ({e}); accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3",
+        ) from e
+    if samples.shape[0] == 0:
+        raise AudioError("empty_audio", "the file decodes to zero samples")
+    return samples, int(sr)
+
+
+def _check_wav_complete(data: bytes) -> None:
+    """libsndfile silently decodes a WAV cut short; reject one whose data chunk is truncated."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        if chunk_id == b"data":
+            # 0 and 0xFFFFFFFF mark a streamed WAV whose size was never filled in.
+            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+                raise AudioError(
+                    "truncated_audio",
+                    f"the WAV file is truncated: its header announces {size} bytes of audio "
+                    f"but only {len(data) - pos - 8} are present",
+                )
+            return
+        pos += 8 + size + (size & 1)   # chunks are word-aligned
+    raise AudioError("truncated_audio", "the WAV file has no complete data chunk")
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """(N, C) or (N,) -> (N,) float32, the mean of the channels."""
+    return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
+
+
+def resample(x: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    if sr == target:
+        return x
+    if sr <= 0:
+        raise AudioError("unsupported_audio", f"invalid sample rate {sr} Hz")
+    return soxr.resample(x, sr, target, quality="HQ").astype(np.float32, copy=False)
+
+
+def trim_bounds(x: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_TOP_DB) -> tuple[int, int]:
+    """(start, end) sample indices without the leading/trailing frames more than `top_db`
+    below the loudest frame.
+
+    Acted corpora start with ~1 s of silence; models trained on trimmed audio must see
+    trimmed audio in serving too, so this lives here and is switched on by the bundle.
+    """
+    frame = max(1, int(TRIM_FRAME_S * sr))
+    n = len(x) // frame
+    if n < 2:
+        return 0, len(x)
+    rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    db = 20 * np.log10(rms)
+    loud = np.flatnonzero(db > db.max() - top_db)
+    start, end = int(loud[0]) * frame, (int(loud[-1]) + 1) * frame
+    if end - start < MIN_DURATION_S * sr:   # never trim a clip down to nothing
+        return 0, len(x)
+    return start, end
+
+
+def trim_silence(x: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_TOP_DB) -> np.ndarray:
+    start, end = trim_bounds(x, sr, top_db)
+    return x[start:end]
+
+
+def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None) -> np.ndarray:
+    """Decode -> mono -> 16 kHz float32 (N,). Raises AudioError with a stable code."""
+    samples, sr = decode(data)
+    duration = samples.shape[0] / sr
+    if duration < MIN_DURATION_S:
+        raise AudioError("audio_too_short", f"the clip lasts {duration:.3f} s; at least {MIN_DURATION_S} s is needed")
+    if max_duration_s is not None and duration > max_duration_s:
+        raise AudioError("audio_too_long", f"the clip lasts {duration:.1f} s; at most {max_duration_s:g} s is accepted")
+    x = resample(to_mono(samples), sr)
+    if not np.isfinite(x).all():
+        raise AudioError("invalid_audio", "the audio contains NaN or infinite sample values")
+    return x
+
+
+def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """Cut (N,) audio into windows. Returns (windows (W, win) float32, start times (W,) in s).
+
+    Audio shorter than one window is zero-padded once; a final partial window is kept
+    (zero-padded) when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
+    window of audio.
+    """
+    win, hop = round(window_s * sr), round(hop_s * sr)
+    if win <= 0 or hop <= 0:
+        raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
+    if len(x) <= win:
+        return np.pad(x, (0, win - len(x)))[None, :].astype(np.float32), np.zeros(1)
+    starts = list(range(0, len(x) - win + 1, hop))
+    tail = starts[-1] + hop   # where a final, partial window would start
+    if starts[-1] + win < len(x) and len(x) - tail >= MIN_LAST_WINDOW * win:
+        starts.append(tail)
+    out = np.zeros((len(starts), win), dtype=np.float32)
+    for i, s in enumerate(starts):
+        chunk = x[s:s + win]
+        out[i, : len(chunk)] = chunk
+    return out, np.asarray(starts) / sr
+
+
+def windows_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The model input for a clip: optional silence trim, then windows.
+    Returns (windows (W, win), start times (W,) in seconds from the start of the clip)."""
+    start, end = trim_bounds(x) if trim else (0, len(x))
+    windows, starts = frame_windows(x[start:end], window_s, hop_s)
+    return windows, starts + start / SAMPLE_RATE

@@ -1,0 +1,31 @@
+"""Request dependencies, as Annotated aliases."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from service.errors import ApiError
+from service.runtime import Runtime
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when SER_API_KEY is set")
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def require_api_key(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> None:
+    expected = get_runtime(request).settings.api_key
+    if expected is None:
+        return
+    # compare_digest: the time taken does not reveal how much of the key was right.
+    if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise ApiError(401, "unauthorized", "missing or wrong API key; send it in the X-API-Key header")
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,80 @@
+"""onnxruntime inference of a bundle: 16 kHz audio -> windows -> logits -> one result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from service.audio import SAMPLE_RATE, windows_for
+from service.bundle import Bundle, BundleError
+
+MAX_BATCH = 32   # windows per session.run; bounds peak memory for long clips
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    window_probs: np.ndarray     # (W, C), calibrated per-window probabilities
+    window_starts: np.ndarray    # (W,) seconds from the start of the clip
+    window_s: float
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class OnnxModel:
+    """One onnxruntime session for one bundle, with explicit thread counts.
+
+    onnxruntime sizes its pools from the host's cores, not a container's CPU quota, so the
+    counts are always set explicitly.
+    """
+
+    def __init__(self, bundle: Bundle, *, intra_threads: int = 1, inter_threads: int = 1):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_threads
+        opts.inter_op_num_threads = inter_threads
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(bundle.model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
+            raise BundleError(f"{bundle.model_path}: onnxruntime cannot load it ({e})") from e
+        self.bundle = bundle
+        self.input_name = self.session.get_inputs()[0].name
+        n_out = self.session.get_outputs()[0].shape[-1]
+        if n_out != len(bundle.labels):
+            raise BundleError(f"{bundle.model_path}: {n_out} outputs but {len(bundle.labels)} labels in bundle.json")
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """(W, samples) float32 -> (W, C) logits, run in chunks of MAX_BATCH windows."""
+        parts = [self.session.run(None, {self.input_name: windows[i:i + MAX_BATCH]})[0]
+                 for i in range(0, len(windows), MAX_BATCH)]
+        return np.concatenate(parts, axis=0)
+
+    def predict(self, audio: np.ndarray) -> Prediction:
+        """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
+        b = self.bundle
+        windows, starts = windows_for(audio, b.window_s, b.hop_s, b.trim_silence)
+        probs = softmax(self.logits(windows).astype(np.float64), b.temperature)
+        mean = probs.mean(axis=0)
+        best = int(mean.argmax())
+        return Prediction(
+            label=b.labels[best],
+            confidence=float(mean[best]),
+            probabilities={name: float(p) for name, p in zip(b.labels, mean)},
+            window_probs=probs,
+            window_starts=starts,
+            window_s=b.window_s,
+        )
+
+    def warm_up(self) -> None:
+        """One forward pass so the first request does not pay for lazy initialisation."""
+        self.predict(np.zeros(round(self.bundle.window_s * SAMPLE_RATE), dtype=np.float32))

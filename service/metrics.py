@@ -1,0 +1,29 @@
+"""Prometheus metrics (all named ser_*), one registry per app so tests can build many apps."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Fine at the low end: the student answers in a few ms, and a p99 must be readable there.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+                   0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS = (0.1, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.request_latency = Histogram(
+            "ser_request_duration_seconds", "HTTP request latency", ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_latency = Histogram(
+            "ser_inference_duration_seconds", "Model forward time for one clip (all its windows)", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.audio_duration = Histogram(
+            "ser_audio_duration_seconds", "Duration of accepted audio", buckets=DURATION_BUCKETS, registry=r)
+        self.predictions = Counter("ser_predictions_total", "Predictions by answering model and label",
+                                   ["model", "label"], registry=r)
+        self.fallbacks = Counter("ser_fallbacks_total", "auto requests answered by the teacher", registry=r)
+        self.errors = Counter("ser_errors_total", "Error responses by code", ["code"], registry=r)
+        self.in_flight = Gauge("ser_requests_in_flight", "HTTP requests being handled", registry=r)
+        self.model_info = Info("ser_model", "Loaded model bundles", ["role"], registry=r)

@@ -1,0 +1,72 @@
+"""POST /predict, /predict/teacher, /predict/batch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from service.audio import AudioError
+from service.deps import ApiKey, RuntimeDep
+from service.errors import ApiError, from_audio_error
+from service.runtime import ModelChoice
+from service.schemas import BatchItem, BatchResponse, PredictResponse, to_response
+from service.upload import read_uploads
+
+router = APIRouter(dependencies=[ApiKey], tags=["predict"])
+
+TopK = Annotated[int, Query(ge=1, le=64, description="How many labels to list in `top_k`")]
+Segments = Annotated[bool, Query(description="Add per-window results with start/end times")]
+AUDIO_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "audio/*": {"schema": {"type": "string", "format": "binary"}},
+}}}
+ERRORS = {s: {"description": d, "content": {"application/json": {"example": {"error": {"code": c, "message": "..."}}}}}
+          for s, d, c in [(400, "No usable audio", "missing_audio"), (401, "API key needed", "unauthorized"),
+                          (413, "Upload or clip too large", "upload_too_large"),
+                          (415, "Not audio", "unsupported_audio"), (503, "Overloaded or model missing", "overloaded")]}
+
+
+async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool):
+    [(_, data)] = await read_uploads(request, "file", max_files=1)
+    return to_response(await runtime.answer(data, choice), top_k=top_k, segments=segments)
+
+
+@router.post("/predict", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ERRORS)
+async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
+                  top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
+    """Emotion of one clip. `model=auto`: the student answers, and the teacher when the
+    student's calibrated confidence is below SER_FALLBACK_THRESHOLD."""
+    return await _predict_one(request, runtime, model, top_k, segments)
+
+
+@router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ERRORS)
+async def predict_teacher(request: Request, runtime: RuntimeDep,
+                          top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
+    """Emotion of one clip from the teacher alone (slower, more accurate)."""
+    return await _predict_one(request, runtime, "teacher", top_k, segments)
+
+
+BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+
+
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=ERRORS)
+async def predict_batch(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
+                        top_k: TopK = 3, segments: Segments = False) -> BatchResponse:
+    """Several clips (multipart field `files`, repeated); a bad file gets its own error entry."""
+    uploads = await read_uploads(request, "files", max_files=runtime.settings.max_batch_files)
+    items = []
+    for name, data in uploads:
+        try:
+            answer = await runtime.answer(data, model)
+            items.append(BatchItem(filename=name, result=to_response(answer, top_k=top_k, segments=segments)))
+        except (ApiError, AudioError) as e:
+            err = from_audio_error(e) if isinstance(e, AudioError) else e
+            if err.code in ("overloaded", "teacher_unavailable", "not_ready"):
+                raise   # a whole-request condition, not a property of this file
+            runtime.metrics.errors.labels(code=err.code).inc()
+            items.append(BatchItem(filename=name, error={"code": err.code, "message": err.message}))
+    return BatchResponse(results=items)

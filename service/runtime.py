@@ -1,0 +1,127 @@
+"""What the app holds while it runs: the loaded models, the inference limiter, the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from service.audio import SAMPLE_RATE, load_audio
+from service.bundle import load_bundle
+from service.errors import ApiError
+from service.inference import OnnxModel, Prediction
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logging.getLogger("ser")
+ModelChoice = Literal["auto", "student", "teacher"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    prediction: Prediction
+    model: OnnxModel
+    fell_back: bool
+    duration_s: float
+    inference_ms: float
+
+
+class Limiter:
+    """Bounds concurrent inferences; beyond `max_queue` waiting requests, answer 503 at once.
+
+    Rejecting early keeps latency bounded under overload instead of letting a queue grow.
+    """
+
+    def __init__(self, concurrency: int, max_queue: int):
+        self._sem = asyncio.Semaphore(concurrency)
+        self._max_queue = max_queue
+        self._waiting = 0
+
+    async def run(self, fn, *args):
+        if self._sem.locked() and self._waiting >= self._max_queue:
+            raise ApiError(503, "overloaded", "the service is at capacity; retry shortly",
+                           headers={"Retry-After": "1"})
+        self._waiting += 1
+        try:
+            await self._sem.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            self._sem.release()
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.student: OnnxModel | None = None
+        self.teacher: OnnxModel | None = None
+        self.ready = False
+        self.limiter = Limiter(settings.max_concurrency, settings.max_queue)
+
+    def load(self) -> None:
+        """Load and warm up the bundles; raises BundleError (fail fast) on a bad bundle."""
+        s = self.settings
+        threads = dict(intra_threads=s.intra_op_threads, inter_threads=s.inter_op_threads)
+        self.student = OnnxModel(load_bundle(s.student_bundle), **threads)
+        if s.teacher_bundle is not None and s.teacher_bundle.exists():
+            self.teacher = OnnxModel(load_bundle(s.teacher_bundle), **threads)
+        else:
+            log.warning("no teacher bundle at %s: serving student-only", s.teacher_bundle)
+        for m in self.models():
+            m.warm_up()
+            b = m.bundle
+            self.metrics.model_info.labels(role=b.role).info(
+                {"name": b.name, "version": b.version, "sha256": b.sha256, "precision": b.precision})
+        self.ready = True
+
+    def models(self) -> list[OnnxModel]:
+        return [m for m in (self.student, self.teacher) if m is not None]
+
+    def _infer(self, model: OnnxModel, audio: np.ndarray) -> tuple[Prediction, float]:
+        t0 = time.perf_counter()
+        pred = model.predict(audio)
+        seconds = time.perf_counter() - t0
+        self.metrics.inference_latency.labels(model=model.bundle.role).observe(seconds)
+        return pred, seconds * 1000
+
+    def _answer(self, data: bytes, choice: ModelChoice) -> Answer:
+        """Runs in a worker thread: decode, then the chosen model (and the fallback)."""
+        audio = load_audio(data, max_duration_s=self.settings.max_duration_s)
+        duration = len(audio) / SAMPLE_RATE
+        if choice == "teacher":
+            model = self.require_teacher()
+        else:
+            model = self.student
+        pred, ms = self._infer(model, audio)
+        fell_back = False
+        if (choice == "auto" and self.teacher is not None
+                and pred.confidence < self.settings.fallback_threshold):
+            model, fell_back = self.teacher, True
+            pred, ms2 = self._infer(model, audio)
+            ms += ms2
+        self.metrics.audio_duration.observe(duration)
+        self.metrics.predictions.labels(model=model.bundle.role, label=pred.label).inc()
+        if fell_back:
+            self.metrics.fallbacks.inc()
+        return Answer(pred, model, fell_back, duration, ms)
+
+    def require_teacher(self) -> OnnxModel:
+        if self.teacher is None:
+            raise ApiError(503, "teacher_unavailable",
+                           "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student")
+        return self.teacher
+
+    async def answer(self, data: bytes, choice: ModelChoice) -> Answer:
+        if not self.ready:
+            raise ApiError(503, "not_ready", "the models are still loading")
+        if choice == "teacher":
+            self.require_teacher()   # fail before queueing
+        return await self.limiter.run(self._answer, data, choice)

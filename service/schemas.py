@@ -1,0 +1,82 @@
+"""Response models: they document the API in /docs and fix its JSON shape."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from service.runtime import Answer
+
+
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    role: str
+    precision: str
+
+
+class Segment(BaseModel):
+    start_s: float
+    end_s: float
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    label: str = Field(examples=["angry"])
+    confidence: float = Field(description="Calibrated probability of `label`", examples=[0.83])
+    probabilities: dict[str, float] = Field(description="Calibrated probability of every label")
+    top_k: list[LabelScore]
+    model: ModelRef
+    fell_back: bool = Field(description="True when model=auto and the teacher answered because the student was unsure")
+    duration_s: float
+    inference_ms: float
+    segments: list[Segment] | None = None
+
+
+class BatchItem(BaseModel):
+    filename: str
+    result: PredictResponse | None = None
+    error: dict[str, str] | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    role: str
+    precision: str
+    labels: list[str]
+    sample_rate: int
+    window_s: float
+    hop_s: float
+    temperature: float
+    parameters: int
+    sha256: str
+    metrics: dict
+
+
+def to_response(a: Answer, *, top_k: int, segments: bool) -> PredictResponse:
+    p, b = a.prediction, a.model.bundle
+    ranked = sorted(p.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+    segs = None
+    if segments:
+        segs = [Segment(start_s=round(float(s), 3), end_s=round(min(float(s) + p.window_s, a.duration_s), 3),
+                        label=b.labels[int(w.argmax())], confidence=float(w.max()),
+                        probabilities={n: float(v) for n, v in zip(b.labels, w)})
+                for s, w in zip(p.window_starts, p.window_probs)]
+    return PredictResponse(
+        label=p.label, confidence=p.confidence, probabilities=p.probabilities,
+        top_k=[LabelScore(label=n, probability=v) for n, v in ranked],
+        model=ModelRef(name=b.name, version=b.version, role=b.role, precision=b.precision),
+        fell_back=a.fell_back, duration_s=round(a.duration_s, 4), inference_ms=round(a.inference_ms, 3),
+        segments=segs,
+    )

@@ -1,0 +1,38 @@
+"""Service settings: environment variables with the SER_ prefix (one class, read once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SER_", extra="forbid")
+
+    student_bundle: Path = REPO_MODELS / "student"
+    # The teacher is optional: when this folder does not exist the service runs student-only.
+    teacher_bundle: Path | None = REPO_MODELS / "teacher"
+    intra_op_threads: int = Field(1, ge=1, le=64)     # per session; onnxruntime ignores cgroup limits
+    inter_op_threads: int = Field(1, ge=1, le=64)
+    max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
+    max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
+    fallback_threshold: float = Field(0.5, ge=0.0, le=1.0)  # auto: teacher answers below this confidence
+    max_upload_bytes: int = Field(10_000_000, ge=1_000)
+    max_duration_s: float = Field(60.0, gt=0.1, le=3600)
+    max_batch_files: int = Field(16, ge=1, le=256)
+    api_key: SecretStr | None = None
+    cors_origins: list[str] = []
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_long_enough(cls, v: object) -> object:
+        if v in ("", None):
+            return None   # SER_API_KEY= (empty) means no key, not an empty key
+        secret = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        if len(secret) < 16:
+            raise ValueError("SER_API_KEY must be at least 16 characters")
+        return v

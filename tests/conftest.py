@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import RAVDESS_CLIP, ConstantLogits, make_bundle
+
+
+@pytest.fixture(scope="session")
+def student_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("student"))
+
+
+@pytest.fixture(scope="session")
+def unsure_student_bundle(tmp_path_factory):
+    """A student that always answers with confidence ~0.2: auto mode must fall back."""
+    return make_bundle(tmp_path_factory.mktemp("unsure"), model=ConstantLogits([0.2, 0.1, 0.0, 0.0, 0.0, 0.0]),
+                       name="unsure-student")
+
+
+@pytest.fixture(scope="session")
+def teacher_bundle(tmp_path_factory):
+    """A confident 'teacher' that always says sad."""
+    return make_bundle(tmp_path_factory.mktemp("teacher"), role="teacher",
+                       model=ConstantLogits([0.0, 0.0, 0.0, 0.0, 6.0, 0.0]), window_s=2.0, hop_s=1.0)
+
+
+@pytest.fixture(scope="session")
+def ravdess_clip():
+    if not RAVDESS_CLIP.is_file():
+        pytest.skip(f"real RAVDESS audio not present at {RAVDESS_CLIP}")
+    return RAVDESS_CLIP

@@ -1,0 +1,66 @@
+"""Factories for tests: generated audio in any format, tiny real ONNX bundles, real clips."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from export.onnx_export import bundle_meta, write_model_bundle
+from service.bundle import Bundle
+from training.student import LiteCNN, LiteCNNConfig, count_parameters
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+RAVDESS_DIR = SHARED_DATA / "ravdess"
+RAVDESS_CLIP = RAVDESS_DIR / "Actor_01" / "03-01-05-01-01-01-01.flac"   # angry, normal intensity
+
+TINY_CONFIG = LiteCNNConfig(n_filters=8, filter_len=101, channels=[8, 8], bottleneck=8, hidden=8)
+
+
+def voice(seconds: float = 1.0, sr: int = 16_000, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A voiced, speech-like signal: a gliding harmonic tone with a syllable-rate envelope.
+    Returns (N,) for mono, (N, channels) otherwise, float32 in [-0.5, 0.5]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    x = 0.25 * x / np.abs(x).max() + 0.002 * rng.standard_normal(len(t))
+    x = x.astype(np.float32)
+    return x if channels == 1 else np.stack([x * (1 - 0.1 * c) for c in range(channels)], axis=1)
+
+
+def encode(x: np.ndarray, sr: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, x, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def wav_bytes(seconds: float = 1.0, sr: int = 16_000) -> bytes:
+    return encode(voice(seconds, sr), sr, "WAV", "PCM_16")
+
+
+class ConstantLogits(torch.nn.Module):
+    """A waveform classifier whose answer is fixed: for testing confidence-dependent paths."""
+
+    def __init__(self, logits: list[float]):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor([logits], dtype=torch.float32))
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.logits + 0.0 * wav.mean(dim=1, keepdim=True)   # (B, 6), keeps the input in the graph
+
+
+def make_bundle(folder: Path, *, role: str = "student", model: torch.nn.Module | None = None,
+                window_s: float = 1.0, hop_s: float = 0.5, name: str | None = None) -> Bundle:
+    """A real ONNX bundle of a tiny model (a tiny LiteCNN unless `model` is given)."""
+    torch.manual_seed(0)
+    model = (model or LiteCNN(TINY_CONFIG)).eval()
+    meta = bundle_meta(name=name or f"tiny-{role}", role=role, window_s=window_s, hop_s=hop_s,
+                       trim_silence=True, parameters=count_parameters(model),
+                       metrics={"test": {"ua": 0.5}}, license={"weights": "test only"})
+    windows = np.stack([voice(window_s, seed=i) for i in range(2)])
+    return write_model_bundle(model, folder, meta, f"# {meta['name']}\n", windows, tolerance=1e-4)

@@ -1,0 +1,114 @@
+"""The shared front end on generated audio in every format, and on real RAVDESS audio."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from service.audio import SAMPLE_RATE, AudioError, frame_windows, load_audio, trim_bounds, windows_for
+from tests.helpers import encode, voice
+
+FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
+           ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")]
+
+
+@pytest.mark.parametrize("fmt,subtype", FORMATS)
+@pytest.mark.parametrize("sr", [8_000, 16_000, 44_100, 48_000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_decodes_every_format_rate_and_layout_to_16k_mono(fmt, subtype, sr, channels):
+    if subtype == "OPUS" and sr not in (8_000, 16_000, 48_000):
+        pytest.skip("Opus encodes only 8/12/16/24/48 kHz")
+    x = voice(1.0, sr, channels)
+    out = load_audio(encode(x, sr, fmt, subtype))
+    assert out.dtype == np.float32 and out.ndim == 1
+    # Lossy codecs add encoder delay/padding; the duration stays within 60 ms.
+    assert abs(len(out) / SAMPLE_RATE - 1.0) < 0.06
+    ref = x.mean(axis=1) if channels > 1 else x
+    assert np.sqrt(np.mean(out ** 2)) == pytest.approx(np.sqrt(np.mean(ref ** 2)), rel=0.1)
+
+
+def test_resampling_keeps_the_pitch():
+    sr, f = 44_100, 440.0
+    t = np.arange(sr) / sr
+    out = load_audio(encode((0.5 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr, "WAV", "FLOAT"))
+    spectrum = np.abs(np.fft.rfft(out))
+    assert np.fft.rfftfreq(len(out), 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(f, abs=2)
+
+
+def test_real_ravdess_clip(ravdess_clip):
+    x = load_audio(ravdess_clip)
+    info = sf.info(ravdess_clip)
+    assert len(x) == info.frames and info.samplerate == SAMPLE_RATE
+    start, end = trim_bounds(x)
+    # RAVDESS clips open with about a second of silence before speech.
+    assert 0.3 < start / SAMPLE_RATE < 2.0 and end > start
+
+
+@pytest.mark.parametrize("data,code", [
+    (b"", "empty_audio"),
+    (b"this is plain text, not audio" * 10, "unsupported_audio"),
+    (bytes(range(256)) * 40, "unsupported_audio"),
+])
+def test_bad_bytes_get_stable_codes(data, code):
+    with pytest.raises(AudioError) as e:
+        load_audio(data)
+    assert e.value.code == code
+
+
+def test_truncated_wav_is_rejected():
+    data = encode(voice(1.0), 16_000, "WAV", "PCM_16")
+    with pytest.raises(AudioError) as e:
+        load_audio(data[: len(data) // 2])
+    assert e.value.code == "truncated_audio" and "truncated" in e.value.message
+
+
+def test_truncated_header_is_rejected():
+    with pytest.raises(AudioError) as e:
+        load_audio(encode(voice(1.0), 16_000, "WAV", "PCM_16")[:30])
+    assert e.value.code in ("truncated_audio", "unsupported_audio")
+
+
+def test_streamed_wav_with_unknown_size_is_accepted():
+    data = bytearray(encode(voice(1.0), 16_000, "WAV", "PCM_16"))
+    pos = data.index(b"data")
+    data[pos + 4:pos + 8] = struct.pack("<I", 0xFFFFFFFF)   # size never filled in by a streaming writer
+    assert len(load_audio(bytes(data))) > 0
+
+
+def test_duration_limits():
+    with pytest.raises(AudioError) as e:
+        load_audio(encode(voice(0.05), 16_000, "WAV", "PCM_16"))
+    assert e.value.code == "audio_too_short"
+    with pytest.raises(AudioError) as e:
+        load_audio(encode(voice(3.0), 16_000, "WAV", "PCM_16"), max_duration_s=2.0)
+    assert e.value.code == "audio_too_long" and "2 s" in e.value.message
+
+
+def test_non_finite_samples_are_rejected():
+    x = voice(0.5)
+    x[100] = np.nan
+    with pytest.raises(AudioError) as e:
+        load_audio(encode(x, 16_000, "WAV", "FLOAT"))
+    assert e.value.code == "invalid_audio"
+
+
+@pytest.mark.parametrize("seconds,hop,expected", [
+    (0.5, 0.5, 1), (1.0, 0.5, 1), (1.2, 0.5, 2), (2.0, 0.5, 3), (10.0, 0.5, 19),
+    (1.3, 1.0, 1),   # a 0.3 s tail is less than half a window: dropped
+    (1.6, 1.0, 2),   # a 0.6 s tail is kept, zero-padded
+])
+def test_windowing(seconds, hop, expected):
+    x = np.ones(round(seconds * SAMPLE_RATE), dtype=np.float32)
+    w, starts = frame_windows(x, window_s=1.0, hop_s=hop)
+    assert w.shape == (expected, SAMPLE_RATE)
+    assert np.allclose(starts, np.arange(expected) * hop)
+    assert w[-1].sum() == pytest.approx(min(1.0, seconds - starts[-1]) * SAMPLE_RATE)
+
+
+def test_windows_for_reports_times_in_the_untrimmed_clip():
+    x = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), voice(1.0), np.zeros(SAMPLE_RATE, np.float32)])
+    _, starts = windows_for(x, 1.0, 0.5, trim=True)
+    assert starts[0] == pytest.approx(1.0, abs=0.03)

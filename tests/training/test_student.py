@@ -1,0 +1,62 @@
+"""LiteCNN: shapes, size, front-end initialisation, loss, and a few real optimisation steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from training.student import LiteCNN, LiteCNNConfig, count_parameters, gabor_init
+from training.train_student import StudentConfig, kd_loss
+
+
+def test_default_student_is_small():
+    assert count_parameters(LiteCNN()) <= 1_100_000
+
+
+@pytest.mark.parametrize("samples", [16_000, 48_000, 48_001, 80_000])
+def test_shapes(samples):
+    out = LiteCNN().eval()(torch.randn(3, samples))
+    assert out.shape == (3, 6) and torch.isfinite(out).all()
+
+
+def test_loudness_does_not_change_the_answer():
+    m = LiteCNN().eval()
+    x = torch.randn(2, 16_000) * 0.01
+    assert torch.allclose(m(x), m(x * 30), atol=1e-3)
+
+
+def test_filterbank_starts_mel_like():
+    cfg = LiteCNNConfig()
+    w = gabor_init(cfg)[: cfg.n_filters, 0]            # cosine filters (F, L)
+    spectrum = np.abs(np.fft.rfft(w.numpy(), n=4096, axis=1))
+    peaks = np.fft.rfftfreq(4096, 1 / 16_000)[spectrum.argmax(axis=1)]
+    assert np.all(np.diff(peaks) >= 0) and peaks[0] < 150 and peaks[-1] > 7000
+    assert np.all(np.diff(np.diff(peaks)) > -40)        # spacing grows with frequency (mel), up to FFT bin noise
+
+
+def test_kd_loss():
+    logits, y = torch.randn(4, 6), torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(kd_loss(logits, y, torch.zeros(4, 6), 1.0, 2.0), torch.nn.functional.cross_entropy(logits, y))
+    # a student equal to its teacher pays only the CE part
+    assert torch.allclose(kd_loss(logits, y, logits, 0.3, 2.0), 0.3 * torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown student config keys"):
+        StudentConfig.from_dict({"epochz": 3})
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    m = LiteCNN(LiteCNNConfig(channels=[32, 32], bottleneck=32, hidden=32, dropout=0.0))
+    x, y = torch.randn(8, 16_000), torch.arange(8) % 6
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = kd_loss(m(x), y, torch.zeros(8, 6), 1.0, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] * 0.7

@@ -1,0 +1,70 @@
+"""The torch-side `ser` subcommands: train, export, evaluate. Imported only when used.
+
+A run folder (`--out runs/NAME`) is the hand-off between stages:
+    records.csv   every utterance of the corpus (typed records)
+    split.json    the speaker-independent split (seed, speakers, counts)
+    student/      student.pt, config.json, history.json
+    eval/<name>/  metrics.json, report.md, confusion.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from training.corpora import prepare_corpus
+from training.records import read_records, write_records
+from training.splits import apply_split, read_split, split_by_speaker, write_split
+
+
+
+def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
+    """records.csv + split.json in the run folder (reused when present, so stages resume)."""
+    run = Path(args.out)
+    run.mkdir(parents=True, exist_ok=True)
+    if (run / "split.json").exists() and (run / "records.csv").exists():
+        return read_records(run / "records.csv"), read_split(run / "split.json")
+    kw = {"meta_dir": args.meta} if getattr(args, "meta", None) else {}
+    records = prepare_corpus(args.corpus, args.data, **kw)
+    split = split_by_speaker(records, val_speakers=args.val_speakers, test_speakers=args.test_speakers, seed=args.seed)
+    write_records(records, run / "records.csv")
+    write_split(split, run / "split.json")
+    return records, split
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.data import load_clips
+    from training.train_student import StudentConfig, train_student
+
+    records, split = prepare_run(args)
+    parts = apply_split(records, split)
+    cfg = StudentConfig(epochs=args.epochs, seed=args.seed, alpha=1.0)
+    data = {p: (load_clips(parts[p], trim=cfg.trim_silence, desc=p), [r.label for r in parts[p]])
+            for p in ("train", "val")}
+    t0 = time.time()
+    train_student(cfg, data["train"], data["val"], Path(args.out) / "student")
+    print(f"trained in {time.time() - t0:.0f} s -> {Path(args.out) / 'student' / 'student.pt'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.student_bundle import export_student
+
+    bundle = export_student(Path(args.run), Path(args.out), name=args.name, version=args.version)
+    print(f"wrote {bundle.path} (sha256 {bundle.sha256[:12]}…, test UA {bundle.metrics.get('test', {}).get('ua')})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import bundle_probs, report_from_probs, write_report
+
+    run = Path(args.run)
+    records = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))[args.part]
+    rep = report_from_probs(bundle_probs(args.bundle, records), records)
+    out = Path(args.out or run / "eval" / Path(args.bundle).name)
+    write_report(rep, out, f"{Path(args.bundle).name} on the {args.part} speakers")
+    print(json.dumps({k: rep[k] for k in ("n", "accuracy", "ua", "macro_f1", "ece")}))
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,78 @@
+"""Evaluate a bundle (through the service's own front end) or a checkpoint on a split.
+
+Writes metrics.json, report.md and confusion.png into an output folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from service.audio import load_audio
+from service.bundle import load_bundle
+from service.inference import OnnxModel
+from service.labels import LABELS
+from training.metrics import classification_report, expected_calibration_error
+from training.records import Utterance
+
+
+def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = 2) -> np.ndarray:
+    """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served."""
+    model = OnnxModel(load_bundle(bundle_dir), intra_threads=threads)
+    if tuple(model.bundle.labels) != LABELS:
+        raise ValueError(f"bundle labels {model.bundle.labels} differ from the project's {LABELS}")
+    probs = [list(model.predict(load_audio(r.path)).probabilities.values())
+             for r in tqdm(records, desc=f"evaluate {model.bundle.name}", unit="clip", leave=False)]
+    return np.asarray(probs)
+
+
+def report_from_probs(probs: np.ndarray, records: list[Utterance]) -> dict:
+    y = np.array([LABELS.index(r.label) for r in records])
+    rep = classification_report(y, probs.argmax(axis=1), LABELS)
+    rep["ece"] = expected_calibration_error(probs, y)
+    return rep
+
+
+def write_report(rep: dict, out_dir: str | Path, title: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(rep, indent=2))
+    (out / "report.md").write_text(markdown_report(rep, title))
+    plot_confusion(rep, out / "confusion.png", title)
+
+
+def markdown_report(rep: dict, title: str) -> str:
+    labels = rep["labels"]
+    lines = [f"# {title}", "", f"{rep['n']} clips. accuracy {rep['accuracy']:.3f} · UA {rep['ua']:.3f} · "
+             f"macro-F1 {rep['macro_f1']:.3f}" + (f" · ECE {rep['ece']:.3f}" if "ece" in rep else ""), "",
+             "| true \\ predicted | " + " | ".join(labels) + " | recall |",
+             "|---" * (len(labels) + 2) + "|"]
+    for lab, row in zip(labels, rep["confusion"]):
+        lines.append(f"| {lab} | " + " | ".join(map(str, row)) + f" | {rep['per_class_recall'][lab]:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(rep: dict, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(rep["confusion"], dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    labels = rep["labels"]
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}\nUA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""The typed utterance record every corpus adapter yields."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from service.labels import LABELS
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str            # unique within the corpus, stable across runs (used as a cache key)
+    path: str          # absolute path of the audio file
+    speaker: str       # corpus-qualified speaker id, e.g. "ravdess:01"
+    label: str         # one of service.labels.LABELS
+    corpus: str
+    sex: str = ""      # "male" | "female" | "" (unknown)
+    intensity: str = ""
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"utterance {self.id}: unknown label {self.label!r}; expected one of {LABELS}")
+        if not self.speaker:
+            raise ValueError(f"utterance {self.id}: empty speaker id")
+
+
+def write_records(records: list[Utterance], path: str | Path) -> None:
+    """Write records as CSV (one row per utterance, columns = record fields)."""
+    names = [f.name for f in fields(Utterance)]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=names)
+        w.writeheader()
+        w.writerows(asdict(r) for r in records)
+
+
+def read_records(path: str | Path) -> list[Utterance]:
+    with open(path, newline="") as f:
+        return [Utterance(**row) for row in csv.DictReader(f)]

@@ -1,0 +1,127 @@
+"""Train LiteCNN alone (alpha=1) or distilled from cached teacher logits (alpha<1).
+
+Loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from service.audio import windows_for
+from service.labels import LABELS
+from training.data import Augment, CropDataset
+from training.metrics import classification_report
+from training.student import LiteCNN, LiteCNNConfig
+
+
+@dataclass
+class StudentConfig:
+    window_s: float = 3.0         # model input length; trimmed RAVDESS speech is ~2 s
+    hop_s: float = 1.0            # serving hop between windows of long audio
+    trim_silence: bool = True     # leading/trailing silence trimmed in the shared front end
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3              # peak of a one-cycle schedule (warm-up then cosine decay)
+    weight_decay: float = 1e-2
+    alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
+    temperature: float = 2.0      # KD softening temperature T
+    augment: bool = True
+    seed: int = 0
+    threads: int = 2              # torch intra-op threads (these machines have 2 cores)
+    model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StudentConfig":
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown student config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        model = LiteCNNConfig(**d.pop("model", {}))
+        return cls(**d, model=model)
+
+
+def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, T: float) -> torch.Tensor:
+    ce = F.cross_entropy(logits, y)
+    if alpha >= 1.0:
+        return ce
+    kl = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1),
+                  log_target=True, reduction="batchmean")
+    return alpha * ce + (1 - alpha) * T * T * kl
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, clips: list[np.ndarray], window_s: float, hop_s: float,
+                  trim: bool) -> np.ndarray:
+    """(N, C) utterance probabilities through the serving path: windows, softmax, mean."""
+    model.eval()
+    out = []
+    for x in clips:
+        windows, _ = windows_for(x, window_s, hop_s, trim)
+        out.append(torch.softmax(model(torch.from_numpy(windows)), dim=1).mean(dim=0).numpy())
+    return np.stack(out)
+
+
+def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[list, list[str]],
+                  out_dir: str | Path, *, teacher_logits: np.ndarray | None = None) -> LiteCNN:
+    """Train on (clips, labels); keep the checkpoint with the best validation UA.
+
+    Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so).
+    Writes out_dir/{student.pt, config.json, history.json}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    if cfg.alpha < 1.0 and teacher_logits is None:
+        raise ValueError("alpha < 1 (distillation) needs teacher_logits")
+    ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
+                     augment=Augment() if cfg.augment else None, seed=cfg.seed)
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    model = LiteCNN(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.15)
+    y_val = np.array([LABELS.index(lab) for lab in val[1]])
+    best, history = -1.0, []
+    bar = tqdm(range(cfg.epochs), desc=f"student alpha={cfg.alpha}", unit="epoch")
+    for epoch in bar:
+        ds.epoch = epoch
+        model.train()
+        t0, losses = time.time(), []
+        for x, y, soft in loader:
+            loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False)
+        rep = classification_report(y_val, probs.argmax(1), LABELS)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ua": rep["ua"],
+                        "val_accuracy": rep["accuracy"], "seconds": round(time.time() - t0, 1)})
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_ua=f"{rep['ua']:.3f}")
+        if rep["ua"] > best:
+            best = rep["ua"]
+            torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": epoch, "val_ua": best},
+                       out / "student.pt")
+    (out / "history.json").write_text(json.dumps(history, indent=2))
+    return load_student(out / "student.pt")[0]
+
+
+def load_student(path: str | Path) -> tuple[LiteCNN, StudentConfig]:
+    """Rebuild a LiteCNN from a checkpoint (config + weights), in eval mode."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = StudentConfig.from_dict(ckpt["config"])
+    model = LiteCNN(cfg.model)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), cfg
