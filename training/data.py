@@ -28,9 +28,12 @@ class Augment:
     gain_db: float = 6.0          # random gain +-; the model normalises, but real clipping/levels vary
     noise_snr_db: tuple[float, float] = (10.0, 40.0)   # white noise at a random SNR ...
     noise_p: float = 0.5          # ... on this fraction of crops
-    shift_p: float = 0.5          # circular time shift inside zero padding, for short clips
+    speed: float = 0.1            # resample by a factor in 1 +- this: pitch and tempo vary across speakers
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.speed:
+            factor = rng.uniform(1 - self.speed, 1 + self.speed)
+            x = np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)
         x = x * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if rng.random() < self.noise_p:
             power = float(np.mean(x ** 2)) + 1e-10
@@ -65,7 +68,8 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        x = random_crop(self.clips[i], self.window, rng)
+        x = self.clips[i]
         if self.augment is not None:
-            x = self.augment(x, rng)
+            x = self.augment(x, rng)   # on the whole clip: speed perturbation changes its length
+        x = random_crop(x, self.window, rng)
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.y[i]), torch.from_numpy(self.soft[i])

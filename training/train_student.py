@@ -86,7 +86,8 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
                      augment=Augment() if cfg.augment else None, seed=cfg.seed)
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+    # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
     model = LiteCNN(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,0 +1,190 @@
+"""The web page at /, in a real headless Chromium (Playwright) against the real server.
+
+Needs the `playwright` Python package and the Debian `chromium` at /usr/bin/chromium
+(scripts/install-test-deps.sh installs it; Playwright's own browser download is not used).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.labels import LABELS
+from tests.helpers import RAVDESS_CLIP, wav_bytes
+from tests.service.test_server import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM}; run scripts/install-test-deps.sh", allow_module_level=True)
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync",
+                 # a fake microphone (a beep) that needs no permission prompt, for the recording test
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def base_url(student_bundle, teacher_bundle):
+    """`ser serve` on a free port, shared by the tests of this module (as in test_server.py)."""
+    port = free_port()
+    env = {**os.environ, "SER_STUDENT_BUNDLE": str(student_bundle.path), "SER_TEACHER_BUNDLE": str(teacher_bundle.path)}
+    env.pop("SER_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("server did not become ready in 60 s")
+    yield base
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    # reduced motion: the bars are drawn at their final width at once (no CSS transition to wait for)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    problems, foreign = [], []
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.on("request", lambda r: None if r.url.startswith((base_url, "blob:", "data:")) else foreign.append(r.url))
+    pg.goto(f"{base_url}/")
+    yield pg
+    context.close()
+    assert not problems, f"JavaScript errors on the page: {problems}"
+    assert not foreign, f"the page loaded outside resources: {foreign}"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    if RAVDESS_CLIP.is_file():
+        return RAVDESS_CLIP
+    path = tmp_path_factory.mktemp("clip") / "generated.wav"
+    path.write_bytes(wav_bytes(3.0))
+    return path
+
+
+def api_predict(base_url: str, path: Path, model: str) -> dict:
+    r = httpx.post(f"{base_url}/predict", params={"model": model, "segments": "true", "top_k": 6},
+                   files={"file": (path.name, path.read_bytes())}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def check_result_shown(page, expected: dict) -> None:
+    """The page shows exactly what the API answered for the same file and model."""
+    result = page.locator("#result")
+    sync_api.expect(result).to_be_visible()
+    label = page.locator("#result-label").inner_text().strip().lower()
+    assert label in LABELS and label == expected["label"]
+    assert page.locator("#result-confidence").inner_text() == f"{100 * expected['confidence']:.1f}%"
+
+    bars = page.locator(".prob-bar")
+    assert bars.count() == len(LABELS) == len(expected["probabilities"])
+    for name, p in expected["probabilities"].items():
+        bar = page.locator(f'.prob-bar[data-label="{name}"]')
+        track = bar.locator("xpath=..").bounding_box()
+        width = bar.bounding_box()["width"] if bar.is_visible() else 0.0   # a 0-width bar is not "visible"
+        assert width / track["width"] == pytest.approx(p, abs=0.01), name
+        row = page.locator(f'.prob-row[data-label="{name}"]')
+        assert row.locator(".prob-value").inner_text() == f"{100 * p:.1f}%"
+    # most likely first
+    shown = [float(b.get_attribute("data-probability")) for b in bars.all()]
+    assert shown == sorted(shown, reverse=True)
+
+    m = expected["model"]
+    model_line = page.locator("#model-used")
+    text = model_line.inner_text()
+    assert m["name"] in text and m["version"] in text and m["role"] in text
+    assert model_line.get_attribute("data-role") == m["role"]
+    assert page.locator("#fell-back").get_attribute("data-fell-back") == str(expected["fell_back"]).lower()
+    assert " ms for " in page.locator("#inference-time").inner_text()
+
+    segments = expected["segments"]
+    if len(segments) > 1:
+        blocks = page.locator("#timeline .segment")
+        sync_api.expect(page.locator("#timeline-section")).to_be_visible()
+        assert blocks.count() == len(segments)
+        assert [b.get_attribute("data-label") for b in blocks.all()] == [s["label"] for s in segments]
+        assert expected["segments"][0]["label"] in blocks.first.get_attribute("title")
+    else:
+        sync_api.expect(page.locator("#timeline-section")).to_be_hidden()
+
+
+def test_upload_shows_the_api_answer_and_errors(page, base_url, clip, tmp_path):
+    sync_api.expect(page).to_have_title("Speech emotion recognition")
+    assert page.locator('a[href="docs"]').first.is_visible()
+    sync_api.expect(page.locator("#status")).to_have_attribute("aria-live", "polite")
+
+    # model=auto: the page's default
+    page.set_input_files("#file-input", str(clip))
+    sync_api.expect(page.locator("#result-label")).not_to_be_empty()
+    check_result_shown(page, api_predict(base_url, clip, "auto"))
+    assert page.locator("#status").inner_text().startswith("Result: ")
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # choosing another model asks again, sending the API key when one is typed
+    page.fill("#api-key", "k" * 20)
+    with page.expect_request(lambda r: "/predict" in r.url) as req:
+        page.locator('label:has(#model-student)').click()
+    assert req.value.headers.get("x-api-key") == "k" * 20
+    assert "model=student" in req.value.url and "segments=true" in req.value.url and "top_k=6" in req.value.url
+    sync_api.expect(page.locator("#model-used")).to_have_attribute("data-role", "student")
+    check_result_shown(page, api_predict(base_url, clip, "student"))
+
+    # not audio: the API's error code and message are shown, the result is not
+    junk = tmp_path / "notes.txt"
+    junk.write_text("this is not audio\n")
+    api = httpx.post(f"{base_url}/predict", files={"file": (junk.name, junk.read_bytes())}, timeout=30).json()["error"]
+    page.set_input_files("#file-input", str(junk))
+    error = page.locator("#error")
+    sync_api.expect(error).to_be_visible()
+    sync_api.expect(error).to_have_attribute("role", "alert")
+    assert page.locator("#error-code").inner_text() == api["code"] == "unsupported_audio"
+    assert "accepted formats" in page.locator("#error-message").inner_text()
+    assert "415" in error.inner_text()
+    sync_api.expect(page.locator("#result")).to_be_hidden()
+
+
+def test_microphone_recording_is_sent_as_wav(page):
+    """Chromium's fake microphone: MediaRecorder -> decoded and re-encoded as 16-bit WAV in JS -> /predict."""
+    page.click("#record-button")
+    sync_api.expect(page.locator("#record-button")).to_have_attribute("aria-pressed", "true")
+    page.wait_for_timeout(1500)
+    with page.expect_request(lambda r: "/predict" in r.url) as req:
+        page.click("#record-button")
+    body = req.value.post_data_buffer
+    assert b"RIFF" in body and b"WAVEfmt " in body and b'filename="recording.wav"' in body
+    sync_api.expect(page.locator("#result")).to_be_visible()
+    assert page.locator("#result-label").inner_text().strip().lower() in LABELS
+    assert page.locator(".prob-bar").count() == len(LABELS)

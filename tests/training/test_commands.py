@@ -1,0 +1,51 @@
+"""`ser train` -> `ser export` -> `ser evaluate` -> `ser predict` on a generated corpus."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import soundfile as sf
+
+from service.bundle import load_bundle
+from service.cli import main
+from service.labels import LABELS
+from tests.helpers import voice
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """8 speakers x 6 emotions, one 1.2 s clip each, as a generic CSV manifest."""
+    root = tmp_path_factory.mktemp("corpus")
+    rows = []
+    for s in range(8):
+        for i, label in enumerate(LABELS):
+            path = root / f"spk{s}_{label}.wav"
+            sf.write(path, voice(1.2, seed=s * 10 + i), 16_000)
+            rows.append({"path": path.name, "label": label, "speaker": f"spk{s}", "sex": "male" if s % 2 else "female"})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "speaker", "sex"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
+    run, bundle_dir = tmp_path / "run", tmp_path / "bundle"
+    assert main(["train", "--corpus", "manifest", "--data", str(corpus), "--out", str(run),
+                 "--epochs", "1", "--val-speakers", "2", "--test-speakers", "2"]) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["speakers"]["test"]) == 2 and not set(split["speakers"]["test"]) & set(split["speakers"]["train"])
+    assert main(["export", "--run", str(run), "--out", str(bundle_dir), "--name", "tiny"]) == 0
+    b = load_bundle(bundle_dir)
+    assert b.role == "student" and b.metrics["test"]["n"] == 12 and b.temperature > 0
+    assert b.extra["parity_max_abs_logit_diff"] <= 1e-4 and "calibration" in b.extra
+    assert "Metrics on the test speakers" in (bundle_dir / "MODEL_CARD.md").read_text()
+    assert main(["evaluate", "--bundle", str(bundle_dir), "--run", str(run)]) == 0
+    report = run / "eval" / "bundle"
+    assert json.loads((report / "metrics.json").read_text())["ua"] == pytest.approx(b.metrics["test"]["ua"])
+    assert (report / "confusion.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["predict", str(corpus.parent / "spk0_sad.wav"), "--bundle", str(bundle_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in LABELS

