@@ -13,7 +13,8 @@ Two front ends, picked from ``config.model_type``:
 ``whisper`` (``WhisperForAudioClassification``)
     :class:`WhisperLogMel` (``WhisperFeatureExtractor`` on unpadded audio, in ONNX-exportable
     torch ops), then ``encode_short`` on the ``S // 160`` frames that the window really
-    has (no padding to 30 s: a 3 s window costs 1/10 of the compute), then the head as
+    has (no padding to 30 s: a 3 s window costs 1/10 of the compute; an odd frame count
+    is fine, conv2 gives ceil(T / 2) positions; more than 30 s is an error), then the head as
     ``WhisperForAudioClassification.forward`` applies it (optional weighted layer sum ->
     projector -> mean over time -> classifier).
 
@@ -41,6 +42,7 @@ from training.whisper_convert import encode_short
 
 __all__ = [
     "WAVEFORM_MODEL_TYPES",
+    "frontend_kind",
     "WhisperLogMel",
     "TeacherModel",
     "build_teacher",

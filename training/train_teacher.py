@@ -228,18 +228,19 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     torch.set_num_threads(cfg.threads)
     if ddp.main and not val[0]:
         raise ValueError("no validation clips; expected at least one (the best checkpoint is chosen on them)")
-    if ddp.main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     state = None
     if resume and (out / "last" / STATE_FILE).is_file():
         model = load_teacher(out / "last")       # weights, head included, as of the last epoch
         if cfg.freeze_feature_encoder and model.frontend == "waveform":
             model.model.freeze_feature_encoder()
-        state = torch.load(out / "last" / STATE_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(out / "last" / STATE_FILE, map_location="cpu", weights_only=True)
+        _check_resumable(TeacherConfig.from_dict(state["config"]), cfg)
     else:
         model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder)
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     model.to(ddp.device)
     torch.manual_seed(cfg.seed + ddp.rank)   # dropout, LayerDrop, time masking: different on each rank
 
@@ -253,9 +254,10 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     sched = _schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     amp_dtype, scaler = _amp(cfg, ddp.device)
     if ddp.world > 1:
-        # find_unused_parameters: LayerDrop skips different layers on different ranks.
+        # find_unused_parameters (as transformers' Trainer defaults): LayerDrop skips random
+        # layers, and a spec-augment embedding can sit unused; torch warns when a step had none.
         net = DistributedDataParallel(model, device_ids=[ddp.device.index] if ddp.device.type == "cuda" else None,
-                                      find_unused_parameters=True, broadcast_buffers=False)
+                                      find_unused_parameters=True)
     else:
         net = model
 
@@ -290,7 +292,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
                 save_teacher(model, out / "best")
             else:
                 bad_epochs += 1
-            _save_last(model, out, opt, sched, scaler, epoch, best, bad_epochs, history)
+            _save_last(model, out, cfg, opt, sched, scaler, epoch, best, bad_epochs, history)
             (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             stop = bool(cfg.patience and bad_epochs >= cfg.patience)
         if ddp.broadcast(stop):   # a collective: the other ranks wait here while rank 0 evaluates
@@ -340,16 +342,29 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
     return float(stats[0] / stats[1].clamp(min=1))
 
 
-def _save_last(model, out: Path, opt, sched, scaler, epoch: int, best: float, bad_epochs: int, history: list) -> None:
+def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, epoch: int, best: float, bad_epochs: int,
+               history: list) -> None:
     """out/last: this epoch's teacher + optimizer/schedule state, written then swapped in."""
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_teacher(model, tmp)
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+    torch.save({"config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "best_ua": best,
                 "bad_epochs": bad_epochs, "history": history}, tmp / STATE_FILE)
     shutil.rmtree(out / "last", ignore_errors=True)
     tmp.rename(out / "last")
+
+
+# A resumed run may run longer or on other hardware; anything else would silently mix two runs.
+RESUME_MAY_CHANGE = frozenset({"epochs", "patience", "threads", "num_workers", "amp"})
+
+
+def _check_resumable(saved: TeacherConfig, cfg: TeacherConfig) -> None:
+    changed = {k: (v, getattr(cfg, k)) for k, v in asdict(saved).items()
+               if k not in RESUME_MAY_CHANGE and getattr(cfg, k) != v}
+    if changed:
+        detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
+        raise ValueError(f"cannot resume with a changed config ({detail}); only {sorted(RESUME_MAY_CHANGE)} may change")
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""int8 quantization of a bundle (static, QDQ, calibrated on real windows of the val speakers)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from service.audio import load_audio, windows_for
+from service.bundle import CARD_FILE, MODEL_FILE, Bundle, load_bundle, write_bundle
+from training.records import Utterance
+
+
+class WindowReader(CalibrationDataReader):
+    """Feeds real windows, one at a time, to the calibrator (activation ranges)."""
+
+    def __init__(self, input_name: str, windows: np.ndarray):
+        self._items = iter([{input_name: w[None]} for w in windows])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_windows: int = 200) -> Bundle:
+    """Write an int8 copy of the bundle at `src` into `out` (same labels, window, temperature)."""
+    b = load_bundle(src)
+    windows = np.concatenate([windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence)[0]
+                              for r in calibration])[:max_windows]
+    out.mkdir(parents=True, exist_ok=True)
+    pre = out / "preprocessed.onnx"
+    quant_pre_process(str(b.model_path), str(pre))
+    quantize_static(str(pre), str(out / MODEL_FILE), WindowReader(b.input["name"], windows),
+                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+    pre.unlink()
+    meta = {**json.loads((src / "bundle.json").read_text()), "precision": "int8", "name": b.name}
+    meta["extra"] = {**meta.get("extra", {}), "quantization": {"method": "onnxruntime static QDQ, per-channel int8 weights",
+                                                               "calibration_windows": int(len(windows))}}
+    shutil.copy(src / CARD_FILE, out / CARD_FILE)
+    return write_bundle(out, meta, (src / CARD_FILE).read_text())

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Smoke-test the serving image end to end: build it, run it with one CPU, wait for /readyz,
+# POST a real clip, check the answer has a label, wait for Docker's HEALTHCHECK to say
+# healthy, stop it with SIGTERM (docker stop) and report the image size.
+#
+#   scripts/docker-smoke.sh                         # on ser-base:bookworm (built by docker-base.sh if missing)
+#   BASE_IMAGE=python:3.11-slim scripts/docker-smoke.sh
+#
+# Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), PORT (default
+# 18000), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only
+# used when models/student does not exist: default .venv/bin/python, else python3).
+#
+# When models/student does not exist yet, a tiny temporary bundle (tests/helpers.make_bundle,
+# needs the train extras) is written into a staged copy of the build context, never into
+# models/ itself, so a bundle being exported there meanwhile is never touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+BASE_IMAGE=${BASE_IMAGE:-ser-base:bookworm}
+IMAGE=${IMAGE:-ser:smoke}
+PORT=${PORT:-18000}
+CLIP=${CLIP:-../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac}
+NAME=ser-smoke-$$
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { echo "SMOKE FAILED: $*" >&2; docker logs "$NAME" 2>&1 | tail -30 >&2 || true; exit 1; }
+
+staged=""
+cleanup() {
+    docker rm -f "$NAME" >/dev/null 2>&1 || true
+    if [ -n "$staged" ]; then rm -rf "$staged"; fi
+}
+trap cleanup EXIT
+
+# -- docker daemon -------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+    say "starting dockerd (log: /tmp/dockerd.log)"
+    dockerd > /tmp/dockerd.log 2>&1 &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start, see /tmp/dockerd.log" >&2; exit 1; }
+fi
+if [ "$BASE_IMAGE" = ser-base:bookworm ] && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    say "building $BASE_IMAGE (scripts/docker-base.sh)"
+    scripts/docker-base.sh
+fi
+
+# -- build context -------------------------------------------------------------------------
+context=$repo
+if [ ! -e models/student ]; then
+    staged=$(mktemp -d /tmp/ser-smoke-context.XXXXXX)
+    say "models/student does not exist: staging the context in $staged with a tiny temporary student"
+    cp -a Dockerfile .dockerignore pyproject.toml README.md service "$staged/"
+    mkdir -p "$staged/models"
+    [ -d models ] && cp -a models/. "$staged/models/"
+    "$PYTHON" -c 'import sys; from pathlib import Path; from tests.helpers import make_bundle; make_bundle(Path(sys.argv[1]))' \
+        "$staged/models/student"
+    context=$staged
+elif [ ! -f models/student/bundle.json ]; then
+    echo "models/student exists but has no bundle.json (an export in progress?); not building" >&2
+    exit 1
+fi
+
+say "docker build --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE"
+t0=$(date +%s)
+docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
+echo "build took $(( $(date +%s) - t0 )) s"
+if [ -n "$staged" ]; then rm -rf "$staged"; staged=""; fi
+
+say "static checks"
+uid=$(docker run --rm "$IMAGE" id -u)
+[ "$uid" != 0 ] || fail "the image runs as root"
+echo "runs as uid $uid"
+docker run --rm "$IMAGE" python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)" \
+    || fail "torch is installed in the serving image"
+echo "no torch"
+
+# -- run -----------------------------------------------------------------------------------
+say "docker run --cpus 1 on port $PORT"
+docker run -d --name "$NAME" --network host --cpus 1 \
+    -e SER_INTRA_OP_THREADS=1 -e SER_MAX_CONCURRENCY=2 -e HEALTHCHECK_PORT="$PORT" \
+    "$IMAGE" ser serve --host 127.0.0.1 --port "$PORT" >/dev/null
+base=http://127.0.0.1:$PORT
+t0=$(date +%s)
+until curl -fsS "$base/readyz" >/dev/null 2>&1; do
+    [ "$(docker inspect -f '{{.State.Running}}' "$NAME")" = true ] || fail "the container exited"
+    [ $(( $(date +%s) - t0 )) -lt 90 ] || fail "/readyz not ready in 90 s"
+    sleep 0.5
+done
+echo "ready after $(( $(date +%s) - t0 )) s"
+
+if [ -f "$CLIP" ]; then
+    say "POST $CLIP"
+    body=$(curl -fsS -F "file=@$CLIP" "$base/predict")
+else
+    say "$CLIP not found: POST a generated 2 s tone"
+    body=$(python3 -c 'import io, math, struct, sys, wave
+b = io.BytesIO(); w = wave.open(b, "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 220 * i / 16000))) for i in range(32000)))
+w.close(); sys.stdout.buffer.write(b.getvalue())' | curl -fsS --data-binary @- -H 'Content-Type: audio/wav' "$base/predict")
+fi
+echo "$body"
+label=$(printf '%s' "$body" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["label"]) if d.get("label") in ("angry", "disgust", "fear", "happy", "sad", "neutral") else sys.exit(1)') \
+    || fail "no valid label in the answer"
+echo "label: $label"
+curl -fsS "$base/metrics" | grep -q '^ser_predictions_total{' || fail "/metrics has no ser_predictions_total"
+
+say "waiting for the HEALTHCHECK"
+t0=$(date +%s)
+while :; do
+    health=$(docker inspect -f '{{.State.Health.Status}}' "$NAME")
+    [ "$health" = healthy ] && break
+    [ "$health" = unhealthy ] && fail "health: unhealthy"
+    [ $(( $(date +%s) - t0 )) -lt 90 ] || fail "not healthy in 90 s (status: $health)"
+    sleep 1
+done
+echo "health: $health after $(( $(date +%s) - t0 )) s"
+
+say "docker stop (SIGTERM)"
+t0=$(date +%s)
+docker stop -t 35 "$NAME" >/dev/null
+code=$(docker inspect -f '{{.State.ExitCode}}' "$NAME")
+echo "stopped in $(( $(date +%s) - t0 )) s, exit code $code"
+case "$code" in 0|143) ;; *) fail "exit code $code after SIGTERM (137 = it had to be killed)";; esac
+docker logs "$NAME" 2>&1 | tail -5
+
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+say "image $IMAGE on $BASE_IMAGE: $(( size / 1000000 )) MB"
+echo "SMOKE OK"
