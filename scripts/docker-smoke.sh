@@ -66,7 +66,7 @@ fi
 
 say "docker build --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE"
 t0=$(date +%s)
-docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
+docker build --force-rm --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
 echo "build took $(( $(date +%s) - t0 )) s"
 if [ -n "$staged" ]; then rm -rf "$staged"; staged=""; fi
 

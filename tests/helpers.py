@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.bundle import Bundle
+from service.labels import LABELS
 from training.student import LiteCNN, LiteCNNConfig, count_parameters
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -64,3 +66,19 @@ def make_bundle(folder: Path, *, role: str = "student", model: torch.nn.Module |
                        metrics={"test": {"ua": 0.5}}, license={"weights": "test only"})
     windows = np.stack([voice(window_s, seed=i) for i in range(2)])
     return write_model_bundle(model, folder, meta, f"# {meta['name']}\n", windows, tolerance=1e-4)
+
+
+def make_manifest_corpus(root: Path, speakers: int = 8, seconds: float = 1.2) -> Path:
+    """`speakers` x 6 emotions, one generated clip each, as a generic CSV manifest."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in range(speakers):
+        for i, label in enumerate(LABELS):
+            path = root / f"spk{s}_{label}.wav"
+            sf.write(path, voice(seconds, seed=s * 10 + i), 16_000)
+            rows.append({"path": path.name, "label": label, "speaker": f"spk{s}", "sex": "male" if s % 2 else "female"})
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "speaker", "sex"])
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"

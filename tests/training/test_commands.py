@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
-import soundfile as sf
 
 from service.bundle import load_bundle
 from service.cli import main
 from service.labels import LABELS
-from tests.helpers import voice
+from tests.helpers import make_manifest_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """8 speakers x 6 emotions, one 1.2 s clip each, as a generic CSV manifest."""
-    root = tmp_path_factory.mktemp("corpus")
-    rows = []
-    for s in range(8):
-        for i, label in enumerate(LABELS):
-            path = root / f"spk{s}_{label}.wav"
-            sf.write(path, voice(1.2, seed=s * 10 + i), 16_000)
-            rows.append({"path": path.name, "label": label, "speaker": f"spk{s}", "sex": "male" if s % 2 else "female"})
-    with open(root / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "speaker", "sex"])
-        w.writeheader()
-        w.writerows(rows)
-    return root / "manifest.csv"
+    return make_manifest_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
