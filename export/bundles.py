@@ -49,6 +49,23 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     return bundle, rep
 
 
+def export_int8(src: Path, out: Path, parts: dict, eval_dir: Path) -> tuple[Bundle, dict]:
+    """int8 copy of the bundle at `src`, calibrated on val windows, with its UA change on test."""
+    from export.quantize import quantize_bundle
+
+    quantized = quantize_bundle(src, out, parts["val"])
+    rep = report_from_probs(utterance_probs(window_logits(OnnxModel(quantized), parts["test"]),
+                                            quantized.temperature), parts["test"])
+    meta = json.loads((out / "bundle.json").read_text())
+    change = rep["ua"] - meta["metrics"]["test"]["ua"]
+    meta["metrics"] = {"test": {k: rep[k] for k in SUMMARY_KEYS}}
+    meta["extra"]["quantization"]["ua_change_vs_float32"] = change
+    card = model_card(meta, rep, STUDENT_DESCRIPTION + f" int8 (static QDQ) copy of the float32 bundle; "
+                      f"test UA change vs float32: {change:+.3f}.")
+    write_report(rep, eval_dir, f"{meta['name']} int8 on the test speakers")
+    return write_bundle(out, meta, card), rep
+
+
 def split_info(fold: Path, parts: dict) -> dict:
     return {"data": ", ".join(sorted({r.corpus for recs in parts.values() for r in recs})),
             "split": json.loads((fold / "split.json").read_text())}
@@ -75,6 +92,8 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
             model, out, role="student", name="litecnn-ravdess", window=window, parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
             description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
+    _, reports["student_int8"] = _cached(fold / "bundles" / "student-int8", lambda out: export_int8(
+        fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8"))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
 
 

@@ -32,7 +32,7 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
                               for r in calibration])[:max_windows]
     out.mkdir(parents=True, exist_ok=True)
     pre = out / "preprocessed.onnx"
-    quant_pre_process(str(b.model_path), str(pre))
+    quant_pre_process(str(b.model_path), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out / MODEL_FILE), WindowReader(b.input["name"], windows),
                     quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     per_channel=True)

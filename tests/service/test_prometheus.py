@@ -89,8 +89,8 @@ def test_prometheus_scrapes_the_service_and_answers_latency_queries(server, prom
     # Prometheus up and scraping the target before the traffic, so rate() sees the counters move.
     while True:
         assert proc.poll() is None, f"prometheus exited:\n{log.read_text()}"
-        try:
-            if query(prom, f'up{{job="{JOB}"}} == 1'):
+        try:   # /-/ready answers 503 until the TSDB is open; the query API too
+            if httpx.get(f"{prom}/-/ready", timeout=2).status_code == 200 and query(prom, f'up{{job="{JOB}"}} == 1'):
                 break
         except httpx.TransportError:
             pass

@@ -30,6 +30,9 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         b = load_bundle(out / "fold0" / "bundles" / name)
         assert b.role == ("teacher" if name == "teacher" else "student") and b.temperature > 0
         assert (out / "fold0" / "eval" / name / "confusion.png").exists()
+    int8 = load_bundle(out / "fold0" / "bundles" / "student-int8")
+    assert int8.precision == "int8" and "ua_change_vs_float32" in int8.extra["quantization"]
+    assert int8.model_path.stat().st_size < load_bundle(out / "fold0" / "bundles" / "student").model_path.stat().st_size
     assert len(list((out / "fold0" / "teacher_logits").glob("*.npz"))) == 1
     assert "| pooled |" in (out / "report.md").read_text()
 
