@@ -15,12 +15,12 @@ FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLO
            ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")]
 
 
-@pytest.mark.parametrize("fmt,subtype", FORMATS)
-@pytest.mark.parametrize("sr", [8_000, 16_000, 44_100, 48_000])
-@pytest.mark.parametrize("channels", [1, 2])
+CASES = [(fmt, sub, sr, ch) for fmt, sub in FORMATS for sr in (8_000, 16_000, 44_100, 48_000) for ch in (1, 2)
+         if not (sub == "OPUS" and sr == 44_100)]   # Opus itself runs only at 8/12/16/24/48 kHz
+
+
+@pytest.mark.parametrize("fmt,subtype,sr,channels", CASES)
 def test_decodes_every_format_rate_and_layout_to_16k_mono(fmt, subtype, sr, channels):
-    if subtype == "OPUS" and sr not in (8_000, 16_000, 48_000):
-        pytest.skip("Opus encodes only 8/12/16/24/48 kHz")
     x = voice(1.0, sr, channels)
     out = load_audio(encode(x, sr, fmt, subtype))
     assert out.dtype == np.float32 and out.ndim == 1
