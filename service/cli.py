@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="0.1.0")
     p.set_defaults(func=_torch_command("export"))
 
-    p = sub.add_parser("evaluate", help="evaluate a bundle on a run's split (metrics.json, report.md, confusion.png)")
-    p.add_argument("--bundle", type=Path, required=True)
+    p = sub.add_parser("evaluate", help="evaluate a bundle or checkpoint on a run's split (metrics.json, report.md, confusion.png)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bundle", type=Path, help="an ONNX bundle folder, run through the service's own code")
+    which.add_argument("--checkpoint", type=Path, help="a student .pt or a teacher folder (save_pretrained)")
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--part", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/BUNDLE_NAME)")

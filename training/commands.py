@@ -73,12 +73,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run = Path(args.run)
     records = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))[args.part]
-    rep = report_from_probs(bundle_probs(args.bundle, records), records)
-    out = Path(args.out or run / "eval" / Path(args.bundle).name)
-    write_report(rep, out, f"{Path(args.bundle).name} on the {args.part} speakers")
+    target = args.bundle or args.checkpoint
+    probs = bundle_probs(args.bundle, records) if args.bundle else checkpoint_probs(Path(args.checkpoint), records)
+    rep = report_from_probs(probs, records)
+    out = Path(args.out or run / "eval" / Path(target).name)
+    write_report(rep, out, f"{Path(target).name} on the {args.part} speakers")
     print(json.dumps({k: rep[k] for k in ("n", "accuracy", "ua", "macro_f1", "ece")}))
     print(f"report: {out / 'report.md'}")
     return 0
+
+
+def checkpoint_probs(path: Path, records: list) -> "np.ndarray":
+    """Probabilities of a torch checkpoint (student .pt or teacher folder) through the same
+    front end and windowing as the service."""
+    from service.audio import load_audio
+    from training.train_student import predict_probs
+
+    if path.suffix == ".pt":
+        from training.train_student import load_student
+        model, cfg = load_student(path)
+        window = (cfg.window_s, cfg.hop_s, cfg.trim_silence)
+    else:
+        from training.teacher import load_teacher
+        model = load_teacher(path)
+        tcfg = json.loads((path.parent / "config.json").read_text())
+        window = (tcfg["window_s"], tcfg["hop_s"], tcfg.get("trim_silence", True))
+    return predict_probs(model, [load_audio(r.path) for r in records], *window)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:

@@ -84,14 +84,16 @@ def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: Pi
 def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
     from training.train_teacher import TeacherConfig, train_teacher
 
-    best = fold / "teacher" / "best"
-    if best.exists():
+    best, done = fold / "teacher" / "best", fold / "teacher" / "COMPLETE"
+    if done.exists():
         return best
     backbone = cfg.backbone
     if backbone == BUILTIN_WHISPER:
         backbone = str(whisper_backbone(fold.parent / "whisper-tiny.en"))
     tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": backbone, "seed": cfg.seed})
-    train_teacher(tcfg, data["train"], data["val"], fold / "teacher")
+    # an interrupted run has last/ (weights, optimizer, epoch): continue from there
+    train_teacher(tcfg, data["train"], data["val"], fold / "teacher", resume=(fold / "teacher" / "last").exists())
+    done.touch()
     return best
 
 

@@ -28,6 +28,8 @@ class LiteCNNConfig:
     hop: int = 160                 # 10 ms frames, as a log-mel front end would use
     f_min: float = 60.0
     f_max: float = 7800.0
+    log_floor: float = 1e-6        # added to filterbank energies before the log
+    frontend_norm: str = "batch"   # "batch" | "instance" (per-window, per-channel over time)
     channels: list[int] = field(default_factory=lambda: [128, 192, 256, 256])   # per block
     kernel: int = 5                # depthwise kernel (frames)
     bottleneck: int = 192
@@ -70,7 +72,7 @@ class Filterbank(nn.Module):
 
     def __init__(self, cfg: LiteCNNConfig):
         super().__init__()
-        self.n = cfg.n_filters
+        self.n, self.floor = cfg.n_filters, cfg.log_floor
         self.conv = nn.Conv1d(1, 2 * cfg.n_filters, cfg.filter_len, stride=cfg.hop,
                               padding=cfg.filter_len // 2, bias=False)
         with torch.no_grad():
@@ -79,7 +81,7 @@ class Filterbank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x[:, None, :])                                  # (B, 2F, T)
         energy = y[:, : self.n] ** 2 + y[:, self.n:] ** 2             # (B, F, T)
-        return torch.log(energy + 1e-6)
+        return torch.log(energy + self.floor)
 
 
 class SeparableBlock(nn.Module):
@@ -101,7 +103,8 @@ class LiteCNN(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or LiteCNNConfig()
         self.frontend = Filterbank(cfg)
-        self.norm = nn.BatchNorm1d(cfg.n_filters)
+        self.norm = (nn.InstanceNorm1d(cfg.n_filters, affine=True) if cfg.frontend_norm == "instance"
+                     else nn.BatchNorm1d(cfg.n_filters))
         widths = [cfg.n_filters, *cfg.channels]
         self.blocks = nn.Sequential(*[SeparableBlock(a, b, cfg.kernel) for a, b in zip(widths, widths[1:])])
         self.bottleneck = nn.Sequential(nn.Conv1d(widths[-1], cfg.bottleneck, 1, bias=False),

@@ -35,6 +35,8 @@ class StudentConfig:
     alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
     temperature: float = 2.0      # KD softening temperature T
     augment: bool = True
+    mixup: float = 0.0            # Beta(m, m) mixup of crop pairs (and their targets); 0 = off
+    frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
     seed: int = 0
     threads: int = 2              # torch intra-op threads (these machines have 2 cores)
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
@@ -90,8 +92,13 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
     model = LiteCNN(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.15)
+    front = list(model.frontend.parameters())
+    rest = [p for p in model.parameters() if all(p is not f for f in front)]
+    lrs = [cfg.lr * cfg.frontend_lr_scale, cfg.lr]
+    opt = torch.optim.AdamW([{"params": front, "lr": lrs[0]}, {"params": rest, "lr": lrs[1]}],
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=cfg.epochs * len(loader), pct_start=0.15)
+    rng = np.random.default_rng(cfg.seed)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history = -1.0, []
     bar = tqdm(range(cfg.epochs), desc=f"student alpha={cfg.alpha}", unit="epoch")
@@ -100,7 +107,13 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
         model.train()
         t0, losses = time.time(), []
         for x, y, soft in loader:
-            loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature)
+            if cfg.mixup > 0:
+                lam, j = float(rng.beta(cfg.mixup, cfg.mixup)), torch.randperm(len(x))
+                logits = model(lam * x + (1 - lam) * x[j])
+                loss = (lam * kd_loss(logits, y, soft, cfg.alpha, cfg.temperature)
+                        + (1 - lam) * kd_loss(logits, y[j], soft[j], cfg.alpha, cfg.temperature))
+            else:
+                loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

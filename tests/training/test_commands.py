@@ -32,6 +32,11 @@ def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
     report = run / "eval" / "bundle"
     assert json.loads((report / "metrics.json").read_text())["ua"] == pytest.approx(b.metrics["test"]["ua"])
     assert (report / "confusion.png").stat().st_size > 1000
+    assert main(["evaluate", "--checkpoint", str(run / "student" / "student.pt"), "--run", str(run),
+                 "--out", str(tmp_path / "ckpt_eval")]) == 0
+    torch_ua = json.loads((tmp_path / "ckpt_eval" / "metrics.json").read_text())["ua"]
+    # one window per clip, so the temperature cannot move the argmax: torch and ONNX agree
+    assert torch_ua == pytest.approx(b.metrics["test"]["ua"], abs=0.09)   # at most a near-tie flips
     capsys.readouterr()
     assert main(["predict", str(corpus.parent / "spk0_sad.wav"), "--bundle", str(bundle_dir)]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in LABELS
