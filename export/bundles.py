@@ -33,7 +33,8 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     """Export `model`, check parity on real test audio, fit the temperature on the val
     speakers, evaluate on the test speakers (report into eval_dir). Returns (bundle, report)."""
     parity = np.concatenate([windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
-                                         window["trim_silence"])[0] for r in parts["test"][:3]])
+                                         window["trim_silence"], window.get("pad", "zero"))[0]
+                             for r in parts["test"][:3]])
     n_params = sum(p.numel() for p in model.parameters())
     meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
                        license=RAVDESS_LICENSE, **window)
@@ -86,7 +87,7 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
         eval_dir=fold / "eval" / "teacher"))
     for key, ckpt in students.items():
         model, scfg = load_student(ckpt)
-        window = {"window_s": scfg.window_s, "hop_s": scfg.hop_s, "trim_silence": scfg.trim_silence}
+        window = {"window_s": scfg.window_s, "hop_s": scfg.hop_s, "trim_silence": scfg.trim_silence, "pad": scfg.pad}
         out_name = "student" if key == "student_kd" else key
         _, reports[out_name] = _cached(fold / "bundles" / out_name, lambda out: export_bundle(
             model, out, role="student", name="litecnn-ravdess", window=window, parts=parts,

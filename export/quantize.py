@@ -28,7 +28,7 @@ class WindowReader(CalibrationDataReader):
 def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_windows: int = 200) -> Bundle:
     """Write an int8 copy of the bundle at `src` into `out` (same labels, window, temperature)."""
     b = load_bundle(src)
-    windows = np.concatenate([windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence)[0]
+    windows = np.concatenate([windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence, b.pad)[0]
                               for r in calibration])[:max_windows]
     out.mkdir(parents=True, exist_ok=True)
     pre = out / "preprocessed.onnx"

@@ -19,6 +19,7 @@ MIN_DURATION_S = 0.1          # shorter clips carry no usable prosody
 TRIM_FRAME_S = 0.025          # silence-trim analysis frame
 TRIM_TOP_DB = 40.0            # frames this far below the loudest frame count as silence
 MIN_LAST_WINDOW = 0.5         # keep a final partial window holding >= this fraction of a window
+PAD_MODES = ("zero", "repeat")   # how audio shorter than a window is filled up to it
 
 
 class AudioError(ValueError):
@@ -123,32 +124,44 @@ def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None)
     return x
 
 
-def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
+    """(len <= n,) -> (n,) float32: zero-padded at the end, or the audio repeated ("repeat").
+
+    Repeating keeps a short clip free of artificial silence, whose share of the window would
+    otherwise tell the model how long the clip is rather than how it sounds.
+    """
+    if pad not in PAD_MODES:
+        raise ValueError(f"pad mode {pad!r}; expected one of {PAD_MODES}")
+    if pad == "repeat" and len(x):
+        return np.resize(x, n).astype(np.float32)
+    return np.pad(x, (0, n - len(x))).astype(np.float32)
+
+
+def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE,
+                  pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
     """Cut (N,) audio into windows. Returns (windows (W, win) float32, start times (W,) in s).
 
-    Audio shorter than one window is zero-padded once; a final partial window is kept
-    (zero-padded) when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
+    Audio shorter than one window is padded once (`fill`); a final partial window is kept
+    (padded) when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
     window of audio.
     """
     win, hop = round(window_s * sr), round(hop_s * sr)
     if win <= 0 or hop <= 0:
         raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
     if len(x) <= win:
-        return np.pad(x, (0, win - len(x)))[None, :].astype(np.float32), np.zeros(1)
+        return fill(x, win, pad)[None, :], np.zeros(1)
     starts = list(range(0, len(x) - win + 1, hop))
     tail = starts[-1] + hop   # where a final, partial window would start
     if starts[-1] + win < len(x) and len(x) - tail >= MIN_LAST_WINDOW * win:
         starts.append(tail)
-    out = np.zeros((len(starts), win), dtype=np.float32)
-    for i, s in enumerate(starts):
-        chunk = x[s:s + win]
-        out[i, : len(chunk)] = chunk
+    out = np.stack([fill(x[s:s + win], win, pad) for s in starts])
     return out, np.asarray(starts) / sr
 
 
-def windows_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool) -> tuple[np.ndarray, np.ndarray]:
+def windows_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool,
+                pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
     """The model input for a clip: optional silence trim, then windows.
     Returns (windows (W, win), start times (W,) in seconds from the start of the clip)."""
     start, end = trim_bounds(x) if trim else (0, len(x))
-    windows, starts = frame_windows(x[start:end], window_s, hop_s)
+    windows, starts = frame_windows(x[start:end], window_s, hop_s, pad=pad)
     return windows, starts + start / SAMPLE_RATE

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.audio import SAMPLE_RATE
+from service.audio import PAD_MODES, SAMPLE_RATE
 
 MODEL_FILE, META_FILE, CARD_FILE = "model.onnx", "bundle.json", "MODEL_CARD.md"
 ROLES = ("student", "teacher")
@@ -35,7 +35,8 @@ class Bundle:
     input: dict[str, Any]            # {"name": ..., "shape": ["batch", "samples"]}
     output: dict[str, Any]           # {"name": ..., "shape": ["batch", 6]}
     temperature: float = 1.0         # calibration: probabilities = softmax(logits / T)
-    trim_silence: bool = False       # front-end option the model was trained with
+    trim_silence: bool = False       # front-end options the model was trained with
+    pad: str = "zero"                # how a clip shorter than a window is filled (service.audio.fill)
     parameters: int = 0
     sha256: str = ""
     precision: str = "float32"
@@ -103,6 +104,8 @@ def _validated(b: Bundle, where: Path) -> Bundle:
         raise BundleError(f"{where}: need 0 < hop_s <= window_s, got hop_s={b.hop_s}, window_s={b.window_s}")
     if len(b.labels) < 2 or len(set(b.labels)) != len(b.labels):
         raise BundleError(f"{where}: labels must be >= 2 distinct names, got {b.labels}")
+    if b.pad not in PAD_MODES:
+        raise BundleError(f"{where}: pad {b.pad!r}; expected one of {PAD_MODES}")
     if not b.temperature > 0:
         raise BundleError(f"{where}: temperature must be > 0, got {b.temperature}")
     return Bundle(**{**b.__dict__, "labels": tuple(b.labels)})

@@ -62,7 +62,7 @@ class OnnxModel:
     def predict(self, audio: np.ndarray) -> Prediction:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
-        windows, starts = windows_for(audio, b.window_s, b.hop_s, b.trim_silence)
+        windows, starts = windows_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad)
         probs = softmax(self.logits(windows).astype(np.float64), b.temperature)
         mean = probs.mean(axis=0)
         best = int(mean.argmax())

@@ -20,7 +20,7 @@ GRID = np.exp(np.linspace(np.log(0.25), np.log(10.0), 120))
 def window_logits(model: OnnxModel, records: list[Utterance]) -> list[np.ndarray]:
     """Per clip, the (W, C) window logits the service computes."""
     b = model.bundle
-    return [model.logits(windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence)[0])
+    return [model.logits(windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence, b.pad)[0])
             for r in records]
 
 

@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
     model, cfg = load_student(run / "student" / "student.pt")
     parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
-    window = {"window_s": cfg.window_s, "hop_s": cfg.hop_s, "trim_silence": cfg.trim_silence}
+    window = {"window_s": cfg.window_s, "hop_s": cfg.hop_s, "trim_silence": cfg.trim_silence, "pad": cfg.pad}
     info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
     bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
                                 window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,
@@ -92,7 +92,7 @@ def checkpoint_probs(path: Path, records: list) -> "np.ndarray":
     if path.suffix == ".pt":
         from training.train_student import load_student
         model, cfg = load_student(path)
-        window = (cfg.window_s, cfg.hop_s, cfg.trim_silence)
+        window = (cfg.window_s, cfg.hop_s, cfg.trim_silence, cfg.pad)
     else:
         from training.teacher import load_teacher
         model = load_teacher(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from service.audio import SAMPLE_RATE, load_audio, trim_silence
+from service.audio import SAMPLE_RATE, fill, load_audio, trim_silence
 from service.labels import LABELS
 from training.records import Utterance
 
@@ -42,23 +43,46 @@ class Augment:
         return x
 
 
-def random_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random n-sample crop; a shorter clip is zero-padded at a random offset."""
+def random_crop(x: np.ndarray, n: int, rng: np.random.Generator, pad: str = "zero") -> np.ndarray:
+    """A random n-sample crop; a shorter clip is zero-padded at a random offset, or with
+    pad="repeat" repeated from a random phase (as service.audio.fill does at phase 0)."""
     if len(x) >= n:
         s = int(rng.integers(0, len(x) - n + 1))
         return x[s:s + n]
+    if pad == "repeat":
+        phase = int(rng.integers(0, len(x)))
+        return fill(x, n + len(x), pad)[phase:phase + n]
     out = np.zeros(n, dtype=np.float32)
     s = int(rng.integers(0, n - len(x) + 1))
     out[s:s + len(x)] = x
     return out
 
 
+def augmented_crop(clip: np.ndarray, window: int, augment: Augment | None, rng: np.random.Generator,
+                   pad: str = "zero") -> np.ndarray:
+    """Augment the whole clip (speed perturbation changes its length), then crop `window` samples."""
+    x = augment(clip, rng) if augment is not None else clip
+    return np.ascontiguousarray(random_crop(x, window, rng, pad), dtype=np.float32)
+
+
+def view_rng(seed: int, example_id: str, view: int) -> np.random.Generator:
+    """The randomness of augmented view `view` of an example: the teacher and the student see
+    exactly the same crop for the same (seed, example id, view)."""
+    return np.random.default_rng((seed, zlib.crc32(example_id.encode()), view))
+
+
 class CropDataset(Dataset):
-    """(crop (S,), label index, soft target (C,) or zeros) with fresh randomness each epoch."""
+    """(crop (S,), label index, soft target (C,) or zeros).
+
+    Without `soft`, or with soft of shape (N, C): fresh random augmentation every epoch.
+    With soft of shape (N, V, C) (teacher logits of V fixed augmented views per example),
+    each epoch draws one of the V views and returns the teacher's logits for exactly that crop.
+    """
 
     def __init__(self, clips: list[np.ndarray], labels: list[str], window_s: float, *,
-                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0):
-        self.clips, self.window = clips, round(window_s * SAMPLE_RATE)
+                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0,
+                 ids: list[str] | None = None, pad: str = "zero"):
+        self.clips, self.window, self.ids, self.pad = clips, round(window_s * SAMPLE_RATE), ids, pad
         self.y = np.array([LABELS.index(lab) for lab in labels])
         self.soft = soft if soft is not None else np.zeros((len(clips), len(LABELS)), dtype=np.float32)
         self.augment, self.seed, self.epoch = augment, seed, 0
@@ -68,8 +92,10 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        x = self.clips[i]
-        if self.augment is not None:
-            x = self.augment(x, rng)   # on the whole clip: speed perturbation changes its length
-        x = random_crop(x, self.window, rng)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.y[i]), torch.from_numpy(self.soft[i])
+        if self.soft.ndim == 3:
+            view = int(rng.integers(self.soft.shape[1]))
+            rng = view_rng(self.seed, self.ids[i], view)
+            x, soft = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad), self.soft[i, view]
+        else:
+            x, soft = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad), self.soft[i]
+        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(soft)

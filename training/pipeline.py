@@ -7,7 +7,7 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per
     fold0/ .. foldK-1/                 one speaker-disjoint split each (`--folds K`, K >= 2)
         split.json
         teacher/best/                  fine-tuned teacher (save_pretrained)
-        teacher_logits/<sha>.npz       cached per-example teacher logits, keyed by teacher checksum
+        teacher_logits/<sha>-...npz    cached teacher logits per example and augmented view
         student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
         bundles/{teacher,student_alone,student}/   ONNX bundles, calibrated on the val speakers
         eval/<bundle>/                 metrics.json, report.md, confusion.png on the test speakers
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.audio import windows_for
-from training.data import load_clips
+from service.audio import SAMPLE_RATE
+from training.data import Augment, augmented_crop, load_clips, view_rng
 from training.records import Utterance, read_records, write_records
 from training.splits import apply_split, kfold_by_speaker, read_split, write_split
 from training.train_student import StudentConfig, train_student
@@ -69,14 +69,15 @@ def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: Pi
 
     data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
     teacher_dir = train_teacher_stage(fold, data, cfg)
-    logits = teacher_logits(teacher_dir, parts["train"], data["train"][0], fold / "teacher_logits")
     students = {}
     for name, alpha in (("student_alone", 1.0), ("student_kd", cfg.alpha)):
         scfg = StudentConfig.from_dict({**cfg.student, "seed": cfg.seed, "alpha": alpha,
                                         "temperature": cfg.kd_temperature})
         if not (fold / name / "student.pt").exists():
-            train_student(scfg, data["train"], data["val"], fold / name,
-                          teacher_logits=logits if alpha < 1 else None)
+            logits = None if alpha >= 1 else teacher_logits(
+                teacher_dir, parts["train"], data["train"][0], fold / "teacher_logits", scfg)
+            train_student(scfg, data["train"], data["val"], fold / name, teacher_logits=logits,
+                          ids=[r.id for r in parts["train"]])
         students[name] = fold / name / "student.pt"
     return export_fold_bundles(fold, parts, teacher_dir, students)
 
@@ -114,20 +115,24 @@ def checkpoint_sha(folder: Path) -> str:
 
 
 @torch.no_grad()
-def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path) -> np.ndarray:
-    """(N, C) teacher logits per training example (mean over its windows), cached on disk
-    under the teacher's checksum, keyed by example id: computed once, reused by every student."""
+def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path,
+                   cfg: StudentConfig) -> np.ndarray:
+    """(N, V, C) teacher logits of V fixed augmented crops per training example: the exact
+    crops the student will see (training.data.view_rng), so a soft label always describes the
+    audio it is paired with. Cached on disk under the teacher's checksum and the view recipe,
+    keyed by example id: computed once, reused by every student and every resumed run."""
     from training.teacher import load_teacher
 
-    path = cache / f"{checkpoint_sha(teacher_dir)}.npz"
+    window = round(cfg.window_s * SAMPLE_RATE)
+    path = cache / f"{checkpoint_sha(teacher_dir)}-w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}.npz"
     stored = dict(np.load(path)) if path.exists() else {}
     missing = [(r, x) for r, x in zip(records, clips) if r.id not in stored]
     if missing:
-        teacher = load_teacher(teacher_dir).eval()
-        tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
+        teacher, augment = load_teacher(teacher_dir).eval(), Augment()
         for r, x in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
-            windows, _ = windows_for(x, tcfg["window_s"], tcfg["hop_s"], trim=False)
-            stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()
+            views = np.stack([augmented_crop(x, window, augment, view_rng(cfg.seed, r.id, v), cfg.pad)
+                              for v in range(cfg.kd_views)])
+            stored[r.id] = teacher(torch.from_numpy(views)).numpy()      # (V, C)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, **stored)
     return np.stack([stored[r.id] for r in records]).astype(np.float32)

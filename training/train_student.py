@@ -28,12 +28,14 @@ class StudentConfig:
     window_s: float = 3.0         # model input length; trimmed RAVDESS speech is ~2 s
     hop_s: float = 1.0            # serving hop between windows of long audio
     trim_silence: bool = True     # leading/trailing silence trimmed in the shared front end
+    pad: str = "zero"             # fill short clips with zeros or by repeating them (service.audio.fill)
     epochs: int = 40
     batch_size: int = 32
     lr: float = 3e-3              # peak of a one-cycle schedule (warm-up then cosine decay)
     weight_decay: float = 1e-2
     alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
     temperature: float = 2.0      # KD softening temperature T
+    kd_views: int = 8             # teacher logits of this many fixed augmented crops per example
     augment: bool = True
     mixup: float = 0.0            # Beta(m, m) mixup of crop pairs (and their targets); 0 = off
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
@@ -62,21 +64,24 @@ def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha:
 
 @torch.no_grad()
 def predict_probs(model: torch.nn.Module, clips: list[np.ndarray], window_s: float, hop_s: float,
-                  trim: bool) -> np.ndarray:
+                  trim: bool, pad: str = "zero") -> np.ndarray:
     """(N, C) utterance probabilities through the serving path: windows, softmax, mean."""
     model.eval()
     out = []
     for x in clips:
-        windows, _ = windows_for(x, window_s, hop_s, trim)
+        windows, _ = windows_for(x, window_s, hop_s, trim, pad)
         out.append(torch.softmax(model(torch.from_numpy(windows)), dim=1).mean(dim=0).numpy())
     return np.stack(out)
 
 
 def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[list, list[str]],
-                  out_dir: str | Path, *, teacher_logits: np.ndarray | None = None) -> LiteCNN:
+                  out_dir: str | Path, *, teacher_logits: np.ndarray | None = None,
+                  ids: list[str] | None = None) -> LiteCNN:
     """Train on (clips, labels); keep the checkpoint with the best validation UA.
 
     Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so).
+    teacher_logits: (N, C) per example, or (N, V, C) per augmented view (then `ids`, the
+    example ids, fix each view's crop; see training.data.CropDataset).
     Writes out_dir/{student.pt, config.json, history.json}.
     """
     out = Path(out_dir)
@@ -87,7 +92,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
-                     augment=Augment() if cfg.augment else None, seed=cfg.seed)
+                     augment=Augment() if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -119,7 +124,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
             opt.step()
             sched.step()
             losses.append(loss.item())
-        probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False)
+        probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad)
         rep = classification_report(y_val, probs.argmax(1), LABELS)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ua": rep["ua"],
                         "val_accuracy": rep["accuracy"], "seconds": round(time.time() - t0, 1)})

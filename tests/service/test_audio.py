@@ -112,3 +112,13 @@ def test_windows_for_reports_times_in_the_untrimmed_clip():
     x = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), voice(1.0), np.zeros(SAMPLE_RATE, np.float32)])
     _, starts = windows_for(x, 1.0, 0.5, trim=True)
     assert starts[0] == pytest.approx(1.0, abs=0.03)
+
+
+def test_repeat_padding_fills_short_clips_with_the_clip_itself():
+    x = np.arange(1, 6, dtype=np.float32)
+    w, _ = frame_windows(x, window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE, pad="repeat")
+    assert w.tolist() == [[1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]]
+    w, _ = frame_windows(x, window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE)
+    assert w[0, 5:].tolist() == [0] * 7
+    with pytest.raises(ValueError, match="pad mode"):
+        frame_windows(x, 1.0, 0.5, pad="mirror")

@@ -35,6 +35,7 @@ def edit_meta(folder, **changes):
     (dict(hop_s=5.0), "hop_s"),
     (dict(labels=["a", "a"]), "labels"),
     (dict(temperature=0), "temperature"),
+    (dict(pad="mirror"), "pad"),
 ])
 def test_invalid_metadata(bundle_copy, change, message):
     edit_meta(bundle_copy, **change)

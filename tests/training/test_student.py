@@ -60,3 +60,15 @@ def test_a_few_steps_reduce_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.7
+
+
+def test_random_crop_repeat_mode_has_no_silence():
+    from training.data import random_crop
+
+    rng = np.random.default_rng(0)
+    x = np.arange(1, 101, dtype=np.float32)
+    for _ in range(20):
+        crop = random_crop(x, 250, rng, pad="repeat")
+        assert len(crop) == 250 and crop.min() > 0
+        assert np.all((np.diff(crop) == 1) | (np.diff(crop) == -99))   # the clip, wrapped around
+    assert (random_crop(x, 250, rng) == 0).sum() == 150
