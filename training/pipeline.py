@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.audio import SAMPLE_RATE
+from service.audio import SAMPLE_RATE, windows_for
 from training.data import Augment, augmented_crop, load_clips, view_rng
 from training.records import Utterance, read_records, write_records
 from training.splits import apply_split, kfold_by_speaker, read_split, write_split
@@ -117,7 +117,8 @@ def checkpoint_sha(folder: Path) -> str:
 @torch.no_grad()
 def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path,
                    cfg: StudentConfig) -> np.ndarray:
-    """(N, V, C) teacher logits of V fixed augmented crops per training example: the exact
+    """(N, V, C) teacher logits of V = cfg.kd_views fixed augmented crops per training example
+    (or (N, C) per clip when kd_views is 0): the exact
     crops the student will see (training.data.view_rng), so a soft label always describes the
     audio it is paired with. Cached on disk under the teacher's checksum and the view recipe,
     keyed by example id: computed once, reused by every student and every resumed run."""
@@ -130,9 +131,13 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
     if missing:
         teacher, augment = load_teacher(teacher_dir).eval(), Augment()
         for r, x in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
-            views = np.stack([augmented_crop(x, window, augment, view_rng(cfg.seed, r.id, v), cfg.pad)
-                              for v in range(cfg.kd_views)])
-            stored[r.id] = teacher(torch.from_numpy(views)).numpy()      # (V, C)
+            if cfg.kd_views:
+                views = np.stack([augmented_crop(x, window, augment, view_rng(cfg.seed, r.id, v), cfg.pad)
+                                  for v in range(cfg.kd_views)])
+                stored[r.id] = teacher(torch.from_numpy(views)).numpy()              # (V, C)
+            else:   # one soft label per clip: the mean over its serving windows
+                windows, _ = windows_for(x, cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad)
+                stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()  # (C,)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, **stored)
     return np.stack([stored[r.id] for r in records]).astype(np.float32)
