@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import soundfile as sf
 import torch
@@ -82,3 +89,40 @@ def make_manifest_corpus(root: Path, speakers: int = 8, seconds: float = 1.2) ->
         w.writeheader()
         w.writerows(rows)
     return root / "manifest.csv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(student: Bundle, teacher: Bundle | None = None, timeout_s: float = 60):
+    """`ser serve` in a subprocess on a free 127.0.0.1 port; yields (base url, process) once
+    /readyz answers, and kills the process afterwards."""
+    port = free_port()
+    env = {**os.environ, "SER_STUDENT_BUNDLE": str(student.path),
+           "SER_TEACHER_BUNDLE": str(teacher.path) if teacher else "/nonexistent"}
+    env.pop("SER_API_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become ready in {timeout_s} s")
+            time.sleep(0.2)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

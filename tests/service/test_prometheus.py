@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RAVDESS_CLIP, wav_bytes
-from tests.service.test_server import free_port, server  # noqa: F401  (`server` is a fixture)
+from tests.helpers import RAVDESS_CLIP, free_port, wav_bytes
+from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
 
 JOB = "ser"
 P99 = "histogram_quantile(0.99, sum by (le) (rate(ser_inference_duration_seconds_bucket[1m])))"

@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
-from tests.helpers import RAVDESS_CLIP, wav_bytes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import RAVDESS_CLIP, running_server, wav_bytes
 
 
 @pytest.fixture
 def server(student_bundle, teacher_bundle):
-    port = free_port()
-    env = {**os.environ, "SER_STUDENT_BUNDLE": str(student_bundle.path), "SER_TEACHER_BUNDLE": str(teacher_bundle.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early:\n{proc.stdout.read()}")
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not become ready in 60 s")
-    yield base, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
+    with running_server(student_bundle, teacher_bundle) as (base, proc):
+        yield base, proc
 
 
 def test_real_server_answers_a_real_clip_and_stops_on_sigterm(server):

@@ -6,19 +6,14 @@ Needs the `playwright` Python package and the Debian `chromium` at /usr/bin/chro
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.labels import LABELS
-from tests.helpers import RAVDESS_CLIP, wav_bytes
-from tests.service.test_server import free_port
+from tests.helpers import RAVDESS_CLIP, running_server, wav_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,
@@ -35,29 +30,9 @@ TIMEOUT_MS = 15_000
 
 @pytest.fixture(scope="module")
 def base_url(student_bundle, teacher_bundle):
-    """`ser serve` on a free port, shared by the tests of this module (as in test_server.py)."""
-    port = free_port()
-    env = {**os.environ, "SER_STUDENT_BUNDLE": str(student_bundle.path), "SER_TEACHER_BUNDLE": str(teacher_bundle.path)}
-    env.pop("SER_API_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early:\n{proc.stdout.read()}")
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("server did not become ready in 60 s")
-    yield base
-    proc.kill()
-    proc.wait(10)
+    """`ser serve` on a free port, shared by the tests of this module."""
+    with running_server(student_bundle, teacher_bundle) as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="module")
