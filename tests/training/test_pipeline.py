@@ -35,6 +35,8 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert int8.model_path.stat().st_size < load_bundle(out / "fold0" / "bundles" / "student").model_path.stat().st_size
     assert len(list((out / "fold0" / "teacher_logits").glob("*.npz"))) == 1
     assert "| pooled |" in (out / "report.md").read_text()
+    card = (out / "fold0" / "bundles" / "student" / "MODEL_CARD.md").read_text()
+    assert "student alone" in card and "Distillation gain" in card
 
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")}
     again = run_pipeline(records, out, cfg)   # resumes: nothing is retrained or re-exported
