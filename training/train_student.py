@@ -98,12 +98,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
     model = LiteCNN(cfg.model)
-    front = list(model.frontend.parameters())
-    rest = [p for p in model.parameters() if all(p is not f for f in front)]
-    lrs = [cfg.lr * cfg.frontend_lr_scale, cfg.lr]
-    opt = torch.optim.AdamW([{"params": front, "lr": lrs[0]}, {"params": rest, "lr": lrs[1]}],
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=cfg.epochs * len(loader), pct_start=0.15)
+    opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader))
     rng = np.random.default_rng(cfg.seed)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history = -1.0, []
@@ -136,6 +131,17 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
                        out / "student.pt")
     (out / "history.json").write_text(json.dumps(history, indent=2))
     return load_student(out / "student.pt")[0]
+
+
+def _optimizer(model: LiteCNN, cfg: StudentConfig, steps: int):
+    """AdamW with a one-cycle schedule (warm-up, then cosine decay); the filterbank may get a
+    smaller learning rate than the rest."""
+    front = list(model.frontend.parameters())
+    rest = [p for p in model.parameters() if all(p is not f for f in front)]
+    lrs = [cfg.lr * cfg.frontend_lr_scale, cfg.lr]
+    opt = torch.optim.AdamW([{"params": front, "lr": lrs[0]}, {"params": rest, "lr": lrs[1]}],
+                            weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lrs, total_steps=steps, pct_start=0.15)
 
 
 def load_student(path: str | Path) -> tuple[LiteCNN, StudentConfig]:
