@@ -15,6 +15,9 @@ from service.labels import LABELS
 from training.records import Utterance
 
 
+UNLABELED = -100   # torch's cross-entropy ignore_index
+
+
 def load_clips(records: list[Utterance], *, trim: bool, desc: str = "decode") -> list[np.ndarray]:
     """Each record's audio through the service's own front end (decode, mono, 16 kHz, trim)."""
     clips = []
@@ -83,7 +86,8 @@ class CropDataset(Dataset):
                  soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0,
                  ids: list[str] | None = None, pad: str = "zero"):
         self.clips, self.window, self.ids, self.pad = clips, round(window_s * SAMPLE_RATE), ids, pad
-        self.y = np.array([LABELS.index(lab) for lab in labels])
+        # "" marks an unlabeled example (a KD transfer clip): only its soft target teaches
+        self.y = np.array([LABELS.index(lab) if lab else UNLABELED for lab in labels])
         self.soft = soft if soft is not None else np.zeros((len(clips), len(LABELS)), dtype=np.float32)
         self.augment, self.seed, self.epoch = augment, seed, 0
 

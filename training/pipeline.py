@@ -42,15 +42,19 @@ class PipelineConfig:
     seed: int = 0
     alpha: float = 0.5                # distillation: weight of the hard-label loss
     kd_temperature: float = 4.0
+    transfer: bool = True             # RAVDESS: calm/surprised clips of the training speakers as an
+                                      # unlabeled KD transfer set (teacher soft labels only)
     teacher: dict = field(default_factory=dict)    # TeacherConfig overrides
     student: dict = field(default_factory=dict)    # StudentConfig overrides
 
 
-def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig) -> dict:
+def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
+                 transfer: list[Utterance] = ()) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_records(records, out / "records.csv")
     (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
-    clips = dict(zip([r.id for r in records], load_clips(records, trim=True, desc="decode corpus")))
+    every = [*records, *transfer]
+    clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
     splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=2)
     results = []
     for i, split in enumerate(splits):
@@ -58,12 +62,15 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig) -> di
         fold.mkdir(exist_ok=True)
         if not (fold / "split.json").exists():
             write_split(split, fold / "split.json")
-        results.append(run_fold(fold, apply_split(records, read_split(fold / "split.json")), clips, cfg))
+        split = read_split(fold / "split.json")
+        fold_transfer = [r for r in transfer if r.speaker in split.train]
+        results.append(run_fold(fold, apply_split(records, split), clips, cfg, fold_transfer))
     from training.report import write_summary
     return write_summary(out, results)
 
 
-def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: PipelineConfig) -> dict:
+def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: PipelineConfig,
+             transfer: list[Utterance] = ()) -> dict:
     """Teacher, both students, bundles and test metrics for one split."""
     from export.bundles import export_fold_bundles
 
@@ -74,12 +81,23 @@ def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: Pi
         scfg = StudentConfig.from_dict({**cfg.student, "seed": cfg.seed, "alpha": alpha,
                                         "temperature": cfg.kd_temperature})
         if not (fold / name / "student.pt").exists():
-            logits = None if alpha >= 1 else teacher_logits(
-                teacher_dir, parts["train"], data["train"][0], fold / "teacher_logits", scfg)
-            train_student(scfg, data["train"], data["val"], fold / name, teacher_logits=logits,
-                          ids=[r.id for r in parts["train"]])
+            train_student_stage(fold / name, scfg, parts, data, teacher_dir,
+                                transfer if alpha < 1 else [], clips)
         students[name] = fold / name / "student.pt"
     return export_fold_bundles(fold, parts, teacher_dir, students)
+
+
+def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict, teacher_dir: Path,
+                        transfer: list[Utterance], clips: dict) -> None:
+    """A student alone (alpha = 1) or distilled; a distilled one also learns from the
+    teacher's soft labels on the unlabeled transfer clips (label "" = no hard label)."""
+    train = parts["train"] + list(transfer)
+    train_data = (data["train"][0] + [clips[r.id] for r in transfer], data["train"][1] + [""] * len(transfer))
+    logits = None
+    if cfg.alpha < 1:
+        logits = teacher_logits(teacher_dir, train, train_data[0], out.parent / "teacher_logits", cfg)
+    train_student(cfg, train_data, data["val"], out, teacher_logits=logits, ids=[r.id for r in train])
+    (out / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
 
 
 def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
@@ -150,7 +168,11 @@ def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, 
     run = Path(out)
     records = read_records(run / "records.csv") if (run / "records.csv").exists() else \
         prepare_corpus(corpus, data, **corpus_kw)
-    summary = run_pipeline(records, run, cfg)
+    transfer = []
+    if cfg.transfer and corpus == "ravdess":
+        from training.corpora.ravdess import ravdess_transfer_clips
+        transfer = ravdess_transfer_clips(data)
+    summary = run_pipeline(records, run, cfg, transfer)
     summary["seconds"] = round(time.time() - t0)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from service.audio import windows_for
 from service.labels import LABELS
-from training.data import Augment, CropDataset
+from training.data import UNLABELED, Augment, CropDataset
 from training.metrics import classification_report
 from training.student import LiteCNN, LiteCNNConfig
 
@@ -55,7 +55,8 @@ class StudentConfig:
 
 
 def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, T: float) -> torch.Tensor:
-    ce = F.cross_entropy(logits, y)
+    labeled = y != UNLABELED
+    ce = F.cross_entropy(logits[labeled], y[labeled]) if labeled.any() else logits.sum() * 0
     if alpha >= 1.0:
         return ce
     kl = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1),

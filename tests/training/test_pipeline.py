@@ -10,6 +10,7 @@ from service.bundle import load_bundle
 from tests.helpers import make_manifest_corpus
 from tests.training.test_teacher import save_tiny
 from training.corpora import prepare_manifest
+from training.records import Utterance
 from training.pipeline import PipelineConfig, run_pipeline
 
 
@@ -20,7 +21,10 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     cfg = PipelineConfig(backbone=str(backbone), folds=2, teacher={"epochs": 1, "window_s": 2.0, "hop_s": 1.0},
                          student={"epochs": 1, "window_s": 2.0})
     out = tmp_path / "run"
-    summary = run_pipeline(records, out, cfg)
+    # unlabeled transfer clips (as RAVDESS calm/surprised): only the distilled student learns from them
+    transfer = [Utterance(id=f"x{r.id}", path=r.path, speaker=r.speaker, label="neutral", corpus="t")
+                for r in records[::6]]
+    summary = run_pipeline(records, out, cfg, transfer)
     assert [f["fold"] for f in summary["folds"]] == ["fold0", "fold1"]
     # every clip is tested exactly once across the folds
     assert summary["student"]["pooled"]["n"] == len(records) == 36
@@ -30,6 +34,11 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         b = load_bundle(out / "fold0" / "bundles" / name)
         assert b.role == ("teacher" if name == "teacher" else "student") and b.temperature > 0
         assert (out / "fold0" / "eval" / name / "confusion.png").exists()
+    for fold in ("fold0", "fold1"):
+        train = set(json.loads((out / fold / "split.json").read_text())["speakers"]["train"])
+        used = {n: json.loads((out / fold / n / "transfer.json").read_text())["clips"] for n in ("student_kd", "student_alone")}
+        assert used == {"student_kd": sum(r.speaker in train for r in transfer), "student_alone": 0}
+        assert used["student_kd"] > 0
     int8 = load_bundle(out / "fold0" / "bundles" / "student-int8")
     assert int8.precision == "int8" and "ua_change_vs_float32" in int8.extra["quantization"]
     assert int8.model_path.stat().st_size < load_bundle(out / "fold0" / "bundles" / "student").model_path.stat().st_size
@@ -39,6 +48,6 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert "student alone" in card and "Distillation gain" in card
 
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")}
-    again = run_pipeline(records, out, cfg)   # resumes: nothing is retrained or re-exported
+    again = run_pipeline(records, out, cfg, transfer)   # resumes: nothing is retrained or re-exported
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")} == stamp
     assert json.dumps(again["kd_gain"]) == json.dumps(summary["kd_gain"])

@@ -72,3 +72,15 @@ def test_random_crop_repeat_mode_has_no_silence():
         assert len(crop) == 250 and crop.min() > 0
         assert np.all((np.diff(crop) == 1) | (np.diff(crop) == -99))   # the clip, wrapped around
     assert (random_crop(x, 250, rng) == 0).sum() == 150
+
+
+def test_unlabeled_examples_learn_only_from_the_teacher():
+    logits, teacher = torch.randn(4, 6), torch.randn(4, 6)
+    y = torch.tensor([0, 1, -100, -100])
+    full = kd_loss(logits, y, teacher, 0.5, 2.0)
+    ce = torch.nn.functional.cross_entropy(logits[:2], y[:2])
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits / 2, 1), torch.log_softmax(teacher / 2, 1),
+                                    log_target=True, reduction="batchmean")
+    assert torch.allclose(full, 0.5 * ce + 0.5 * 4 * kl)
+    all_unlabeled = kd_loss(logits, torch.full((4,), -100), teacher, 0.5, 2.0)
+    assert torch.allclose(all_unlabeled, 0.5 * 4 * kl)
