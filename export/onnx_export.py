@@ -26,6 +26,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, window_s: float) -> Pa
     model = model.eval()
     example = torch.randn(2, round(window_s * SAMPLE_RATE))
     buf = io.BytesIO()
+    # The TorchScript exporter (dynamo=False) exports LiteCNN and all four teacher families with
+    # dynamic batch and length axes and parity checked below; it writes one file in memory.
     with torch.no_grad():
         torch.onnx.export(model, (example,), buf, input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch", 1: "samples"}, OUTPUT: {0: "batch"}},
