@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the LiteCNN student alone on a corpus (writes a run folder)")
     _corpus_args(p)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--test-speakers", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=40)
     p.set_defaults(func=_torch_command("train"))
 
     p = sub.add_parser("export", help="export a run's student to an ONNX bundle, with test metrics and model card")
@@ -116,8 +117,7 @@ def _corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta", help="CREMA-D metadata folder (VideoDemographics.csv, summaryTable.csv)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/ravdess")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-speakers", type=int, default=2)
-    p.add_argument("--test-speakers", type=int, default=4)
+    p.add_argument("--val-speakers", type=int, default=2, help="validation speakers (early stopping, calibration)")
 
 
 def main(argv: list[str] | None = None) -> int:

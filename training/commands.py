@@ -106,7 +106,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     cfg = PipelineConfig(**{**overrides, "folds": args.folds, "backbone": args.backbone or
-                            overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed})
+                            overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed,
+                            "val_speakers": args.val_speakers})
     kw = {"meta_dir": args.meta} if args.meta else {}
     summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, **kw)
     print((Path(args.out) / "report.md").read_text())

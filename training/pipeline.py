@@ -40,6 +40,7 @@ class PipelineConfig:
     backbone: str = BUILTIN_WHISPER   # or a hub id (facebook/wav2vec2-base) / local folder
     folds: int = 4                    # k-fold by speaker; the shipped models come from fold 0
     seed: int = 0
+    val_speakers: int = 2             # per fold, drawn from the non-test speakers (early stopping, calibration)
     alpha: float = 0.5                # distillation: weight of the hard-label loss
     kd_temperature: float = 4.0
     transfer: bool = True             # RAVDESS: calm/surprised clips of the training speakers as an
@@ -55,7 +56,7 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
     every = [*records, *transfer]
     clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
-    splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=2)
+    splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
     results = []
     for i, split in enumerate(splits):
         fold = out / f"fold{i}"
