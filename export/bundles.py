@@ -86,7 +86,7 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
         eval_dir=fold / "eval" / "teacher"))
     for key, ckpt in students.items():
         model, scfg = load_student(ckpt)
-        window = {"window_s": scfg.window_s, "hop_s": scfg.hop_s, "trim_silence": scfg.trim_silence, "pad": scfg.pad}
+        window = scfg.window()
         out_name = "student" if key == "student_kd" else key
         _, reports[out_name] = _cached(fold / "bundles" / out_name, lambda out: export_bundle(
             model, out, role="student", name="litecnn-ravdess", window=window, parts=parts,

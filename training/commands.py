@@ -1,4 +1,5 @@
-"""The torch-side `ser` subcommands: train, export, evaluate. Imported only when used.
+"""The torch-side `ser` subcommands: train, export, evaluate, pipeline, convert-whisper.
+Imported only when used.
 
 A run folder (`--out runs/NAME`) is the hand-off between stages:
     records.csv   every utterance of the corpus (typed records)
@@ -17,7 +18,6 @@ from pathlib import Path
 from training.corpora import prepare_corpus
 from training.records import read_records, write_records
 from training.splits import apply_split, read_split, split_by_speaker, write_split
-
 
 
 def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
     model, cfg = load_student(run / "student" / "student.pt")
     parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
-    window = {"window_s": cfg.window_s, "hop_s": cfg.hop_s, "trim_silence": cfg.trim_silence, "pad": cfg.pad}
+    window = cfg.window()
     info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
     bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
                                 window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,

@@ -44,6 +44,10 @@ class StudentConfig:
     threads: int = 2              # torch intra-op threads (these machines have 2 cores)
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
 
+    def window(self) -> dict:
+        """The front-end settings a bundle of this student must carry."""
+        return {"window_s": self.window_s, "hop_s": self.hop_s, "trim_silence": self.trim_silence, "pad": self.pad}
+
     @classmethod
     def from_dict(cls, d: dict) -> "StudentConfig":
         d = dict(d)
