@@ -45,7 +45,9 @@ def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(
             "unsupported_audio",
-            f"could not decode the audio ({e}); accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3",
+            # error_string: libsndfile's reason without the "Error opening <BytesIO object at 0x...>" prefix
+            f"could not decode the audio ({getattr(e, 'error_string', e)}); "
+            "accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3",
         ) from e
     if samples.shape[0] == 0:
         raise AudioError("empty_audio", "the file decodes to zero samples")

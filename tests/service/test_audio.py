@@ -55,7 +55,7 @@ def test_real_ravdess_clip(ravdess_clip):
 def test_bad_bytes_get_stable_codes(data, code):
     with pytest.raises(AudioError) as e:
         load_audio(data)
-    assert e.value.code == code
+    assert e.value.code == code and "BytesIO" not in e.value.message
 
 
 def test_truncated_wav_is_rejected():
