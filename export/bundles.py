@@ -15,7 +15,7 @@ import torch
 from export.cards import model_card
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.audio import load_audio, windows_for
-from service.bundle import Bundle, load_bundle, write_bundle
+from service.bundle import Bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
 from training.evaluate import report_from_probs, write_report
@@ -38,12 +38,12 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     n_params = sum(p.numel() for p in model.parameters())
     meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
                        license=RAVDESS_LICENSE, **window)
-    write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
-    onnx_model = OnnxModel(load_bundle(out), intra_threads=threads)
+    exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
+    onnx_model = OnnxModel(exported, intra_threads=threads)
     calibration = fit_temperature(window_logits(onnx_model, parts["val"]), parts["val"])
     test_logits = window_logits(onnx_model, parts["test"])
     rep = report_from_probs(utterance_probs(test_logits, calibration["temperature"]), parts["test"])
-    meta.update(temperature=calibration["temperature"], extra={**load_bundle(out).extra, "calibration": calibration},
+    meta.update(temperature=calibration["temperature"], extra={**exported.extra, "calibration": calibration},
                 metrics={"test": {k: rep[k] for k in SUMMARY_KEYS}})
     bundle = write_bundle(out, meta, model_card(meta, rep, description))
     write_report(rep, eval_dir, f"{name} on the test speakers")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -53,5 +52,4 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
     meta["extra"].pop("parity_max_abs_logit_diff", None)   # measured on the float32 graph, not this one
     meta["extra"] = {**meta.get("extra", {}), "quantization": {"method": "onnxruntime static QDQ, per-channel int8 weights",
                                                                "calibration_windows": int(len(windows))}}
-    shutil.copy(src / CARD_FILE, out / CARD_FILE)
     return write_bundle(out, meta, (src / CARD_FILE).read_text())

@@ -59,10 +59,15 @@ class OnnxModel:
                  for i in range(0, len(windows), MAX_BATCH)]
         return np.concatenate(parts, axis=0)
 
+    def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) 16 kHz audio -> this bundle's input windows (W, S) and their start times (W,)."""
+        b = self.bundle
+        return windows_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad)
+
     def predict(self, audio: np.ndarray) -> Prediction:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
-        windows, starts = windows_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad)
+        windows, starts = self.windows(audio)
         probs = softmax(self.logits(windows).astype(np.float64), b.temperature)
         mean = probs.mean(axis=0)
         best = int(mean.argmax())

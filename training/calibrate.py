@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.audio import load_audio, windows_for
+from service.audio import load_audio
 from service.inference import OnnxModel, softmax
 from service.labels import LABELS
 from training.metrics import expected_calibration_error
@@ -19,9 +19,7 @@ GRID = np.exp(np.linspace(np.log(0.25), np.log(10.0), 120))
 
 def window_logits(model: OnnxModel, records: list[Utterance]) -> list[np.ndarray]:
     """Per clip, the (W, C) window logits the service computes."""
-    b = model.bundle
-    return [model.logits(windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence, b.pad)[0])
-            for r in records]
+    return [model.logits(model.windows(load_audio(r.path))[0]) for r in records]
 
 
 def utterance_probs(logits: list[np.ndarray], temperature: float) -> np.ndarray:

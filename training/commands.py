@@ -83,11 +83,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def checkpoint_probs(path: Path, records: list) -> "np.ndarray":
-    """Probabilities of a torch checkpoint (student .pt or teacher folder) through the same
+def checkpoint_probs(path: Path, records: list):
+    """(N, C) probabilities of a torch checkpoint (student .pt or teacher folder) through the same
     front end and windowing as the service."""
     from service.audio import load_audio
-    from training.train_student import predict_probs
+    from training.evaluate import predict_probs
 
     if path.suffix == ".pt":
         from training.train_student import load_student

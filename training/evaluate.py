@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service.audio import load_audio
+from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
@@ -27,6 +27,29 @@ def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: i
     probs = [list(model.predict(load_audio(r.path)).probabilities.values())
              for r in tqdm(records, desc=f"evaluate {model.bundle.name}", unit="clip", leave=False)]
     return np.asarray(probs)
+
+
+def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float, trim: bool,
+                  pad: str = "zero", *, device="cpu", batch_size: int = 32) -> np.ndarray:
+    """(N, C) utterance probabilities of a torch model as served: windows_for -> softmax ->
+    mean per clip. Windows of several clips share a batch (float32, no autocast: the exported
+    graph is float32 too). torch is imported here so bundle evaluation stays torch-free."""
+    import torch
+
+    model.eval()
+    windows, owner = [], []
+    for i, x in enumerate(clips):
+        w, _ = windows_for(x, window_s, hop_s, trim, pad)   # (W, S)
+        windows.append(w)
+        owner += [i] * len(w)
+    windows, owner = np.concatenate(windows), np.asarray(owner)
+    with torch.no_grad():
+        probs = np.concatenate([
+            torch.softmax(model(torch.from_numpy(windows[s:s + batch_size]).to(device)).float(), dim=1).cpu().numpy()
+            for s in range(0, len(windows), batch_size)])   # (sum W, C)
+    out = np.zeros((len(clips), probs.shape[1]))
+    np.add.at(out, owner, probs)
+    return (out / np.bincount(owner, minlength=len(clips))[:, None]).astype(np.float32)
 
 
 def report_from_probs(probs: np.ndarray, records: list[Utterance]) -> dict:

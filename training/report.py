@@ -76,7 +76,7 @@ def markdown(s: dict) -> str:
         gain = f["student"]["ua"] - f["student_alone"]["ua"]
         lines.append(f"| {f['fold']} | {', '.join(f['test_speakers'])} | {f['teacher']['n']} | "
                      f"{f['teacher']['ua']:.3f} | {f['student_alone']['ua']:.3f} | {f['student']['ua']:.3f} | {gain:+.3f} |")
-    lines.append(f"| mean ± sd | | | " + " | ".join(f"{s[m]['ua_mean']:.3f} ± {s[m]['ua_std']:.3f}" for m in MODELS)
+    lines.append("| mean ± sd | | | " + " | ".join(f"{s[m]['ua_mean']:.3f} ± {s[m]['ua_std']:.3f}" for m in MODELS)
                  + f" | {s['kd_gain']['mean']:+.3f} |")
     lines.append(f"| pooled | all | {s['teacher']['pooled']['n']} | "
                  + " | ".join(f"{s[m]['pooled']['ua']:.3f}" for m in MODELS) + f" | {s['kd_gain']['pooled']:+.3f} |")

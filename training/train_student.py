@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from service.audio import windows_for
+from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import UNLABELED, Augment, CropDataset
 from training.metrics import classification_report
@@ -66,18 +66,6 @@ def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha:
     kl = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1),
                   log_target=True, reduction="batchmean")
     return alpha * ce + (1 - alpha) * T * T * kl
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, clips: list[np.ndarray], window_s: float, hop_s: float,
-                  trim: bool, pad: str = "zero") -> np.ndarray:
-    """(N, C) utterance probabilities through the serving path: windows, softmax, mean."""
-    model.eval()
-    out = []
-    for x in clips:
-        windows, _ = windows_for(x, window_s, hop_s, trim, pad)
-        out.append(torch.softmax(model(torch.from_numpy(windows)), dim=1).mean(dim=0).numpy())
-    return np.stack(out)
 
 
 def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[list, list[str]],

@@ -42,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from service.audio import windows_for
+from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import Augment, CropDataset
 from training.metrics import classification_report
@@ -86,34 +86,6 @@ class TeacherConfig:
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name}={getattr(cfg, name)!r}; expected an integer >= 1")
         return cfg
-
-
-# --------------------------------------------------------------------------------------
-# Evaluation through the serving path
-# --------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, clips: list[np.ndarray], window_s: float, hop_s: float,
-                  trim: bool, *, device: torch.device | str = "cpu", batch_size: int = 32) -> np.ndarray:
-    """(N, C) utterance probabilities as served: windows_for -> softmax -> mean per clip.
-
-    Windows of several clips share a batch (float32, no autocast: the exported graph is
-    float32 too).
-    """
-    model.eval()
-    windows, owner = [], []
-    for i, x in enumerate(clips):
-        w, _ = windows_for(x, window_s, hop_s, trim)          # (W, S)
-        windows.append(w)
-        owner += [i] * len(w)
-    windows, owner = np.concatenate(windows), np.asarray(owner)
-    probs = np.concatenate([
-        torch.softmax(model(torch.from_numpy(windows[s:s + batch_size]).to(device)).float(), dim=1).cpu().numpy()
-        for s in range(0, len(windows), batch_size)])          # (sum W, C)
-    out = np.zeros((len(clips), probs.shape[1]))
-    np.add.at(out, owner, probs)
-    return (out / np.bincount(owner, minlength=len(clips))[:, None]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from tests.helpers import voice  # noqa: E402
 from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher,
 )
-from training.train_teacher import TeacherConfig, predict_probs, train_teacher  # noqa: E402
+from training.evaluate import predict_probs  # noqa: E402
+from training.train_teacher import TeacherConfig, train_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16_000
