@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from training.specaug import spec_augment
+
 SAMPLE_RATE = 16_000
 
 
@@ -120,25 +122,11 @@ class LiteCNN(nn.Module):
         wav = wav / (wav.std(dim=1, keepdim=True) + 1e-4)
         x = self.norm(self.frontend(wav))                             # (B, F, T)
         if self.training:
-            x = self.spec_augment(x)
+            cfg = self.cfg
+            x = spec_augment(x, cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width)
         x = self.bottleneck(self.blocks(x))                           # (B, C, T')
         pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)     # (B, 2C) average + max over time
         return self.head(pooled)
-
-
-    def spec_augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Zero random bands of channels and frames (SpecAugment, Park et al. 2019): the
-        student must not lean on one formant region or one syllable to read the emotion."""
-        cfg, (B, F, T) = self.cfg, x.shape
-        mask = torch.ones_like(x)
-        for n, width, size, dim in ((cfg.freq_masks, cfg.freq_mask_width, F, 1),
-                                    (cfg.time_masks, cfg.time_mask_width, T, 2)):
-            for _ in range(n):
-                w = torch.randint(0, width + 1, (B, 1, 1))
-                start = (torch.rand(B, 1, 1) * (size - w).clamp(min=1)).long()
-                pos = torch.arange(size).view(1, -1, 1) if dim == 1 else torch.arange(size).view(1, 1, -1)
-                mask = mask * ~((pos >= start) & (pos < start + w))
-        return x * mask
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -38,6 +38,7 @@ from torch import nn
 
 from service.audio import SAMPLE_RATE
 from service.labels import LABELS
+from training.specaug import spec_augment
 from training.whisper_convert import encode_short
 
 __all__ = [
@@ -147,6 +148,9 @@ class TeacherModel(nn.Module):
         self.frontend = frontend_kind(model.config)
         self.normalize = bool(normalize)
         self.log_mel = WhisperLogMel(model.config.num_mel_bins) if self.frontend == "whisper" else None
+        # (freq_masks, freq_width, time_masks, time_width) on Whisper's log-mel while training;
+        # set by the trainer, not saved (wav2vec2-type models mask in their own encoder).
+        self.spec_augment: tuple[int, int, int, int] | None = None
 
     @property
     def config(self):
@@ -160,6 +164,8 @@ class TeacherModel(nn.Module):
             wav = wav.float()
             if self.frontend == "whisper":
                 feats = self.log_mel(wav)                    # (B, n_mels, S // 160)
+                if self.training and self.spec_augment:
+                    feats = spec_augment(feats, *self.spec_augment)
             else:
                 feats = _normalize(wav) if self.normalize else wav   # (B, S)
         if self.frontend == "waveform":
@@ -209,13 +215,17 @@ def _backbone_normalizes(backbone: str | Path) -> bool:
 
 
 def build_teacher(backbone: str | Path, num_labels: int = len(LABELS), *,
-                  freeze_feature_encoder: bool = True, normalize: bool | None = None) -> TeacherModel:
+                  freeze_feature_encoder: bool = True, normalize: bool | None = None,
+                  layer_sum: bool | None = None) -> TeacherModel:
     """A teacher to fine-tune, from a hub id or a local folder (a converted Whisper included).
 
     The classifier head is (re)initialised for ``num_labels`` classes named after LABELS.
     ``freeze_feature_encoder`` freezes the convolutional waveform encoder of wav2vec2-type
     backbones (as their fine-tuning recipes do); Whisper has no such stage and ignores it.
     ``normalize=None`` follows the backbone's feature-extractor config (default True).
+    ``layer_sum`` classifies a learned softmax-weighted sum of all hidden states instead of
+    the last one (``use_weighted_layer_sum``; SUPERB: paralinguistics live in middle layers);
+    None keeps the backbone config's setting.
     """
     from transformers import AutoConfig, AutoModelForAudioClassification
 
@@ -223,7 +233,8 @@ def build_teacher(backbone: str | Path, num_labels: int = len(LABELS), *,
         config = AutoConfig.from_pretrained(str(backbone))
         kind = frontend_kind(config)
         model = AutoModelForAudioClassification.from_pretrained(
-            str(backbone), **_label_maps(num_labels), ignore_mismatched_sizes=True)
+            str(backbone), **_label_maps(num_labels), ignore_mismatched_sizes=True,
+            **({} if layer_sum is None else {"use_weighted_layer_sum": layer_sum}))
     except OSError as e:
         raise OSError(f"cannot load teacher backbone {str(backbone)!r}: expected a hub id or a folder "
                       f"with config.json and weights ({e})") from e

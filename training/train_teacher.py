@@ -69,6 +69,12 @@ class TeacherConfig:
     weight_decay: float = 0.01    # AdamW; matrices only (not biases, norms, layer weights)
     max_grad_norm: float = 1.0    # gradient clipping; 0 = off
     freeze_feature_encoder: bool = True   # wav2vec2-type conv front end stays as pretrained
+    layer_sum: bool = False       # classify a learned weighted sum of all layers, not the last one
+    probe_epochs: int = 0         # LP-FT (Kumar et al. 2022): the head alone learns for this many
+                                  # epochs (encoder lr 0), then everything is fine-tuned
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    spec_augment: list[int] | None = None   # Whisper: [freq_masks, freq_width, time_masks, time_width]
+                                  # on the log-mel while training (training.specaug); None = off
     patience: int = 3             # stop after this many epochs without a better val UA; 0 = never
     amp: bool = True              # CUDA only: bf16 autocast (fp16 + GradScaler where bf16 is missing)
     augment: bool = True          # gain + noise on the training crops (training.data.Augment)
@@ -142,26 +148,37 @@ def _setup_distributed() -> _Dist:
 def _optimizer(model: TeacherModel, cfg: TeacherConfig) -> torch.optim.Optimizer:
     """AdamW with two learning rates (encoder, head); no decay on biases/norms/scalars."""
     groups = []
-    for params, lr in zip(model.param_groups(), (cfg.lr, cfg.lr_head)):
+    for params, lr, role in zip(model.param_groups(), (cfg.lr, cfg.lr_head), ("encoder", "head")):
         decay = [p for p in params if p.ndim >= 2]
         rest = [p for p in params if p.ndim < 2]
-        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
-                   {"params": rest, "lr": lr, "weight_decay": 0.0}]
+        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "role": role},
+                   {"params": rest, "lr": lr, "weight_decay": 0.0, "role": role}]
     groups = [g for g in groups if g["params"]]
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     return torch.optim.AdamW(groups, **fused)
 
 
-def _schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warm-up to each group's peak lr, then linear decay to 0."""
-    warmup = max(1, round(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
+def _schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, probe_steps: int = 0):
+    """Linear warm-up to each group's peak lr, then linear decay to 0. The encoder's groups
+    (role "encoder", see _optimizer) stay at lr 0 for the first ``probe_steps`` and then run
+    the same warm-up and decay over the steps that remain: a head that already works does
+    not push random gradients into the pretrained features (LP-FT)."""
+    def curve(steps: int):
+        warmup = max(1, round(warmup_ratio * steps)) if warmup_ratio > 0 else 0
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (steps - step) / max(1, steps - warmup))
+        return factor
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    head = curve(total_steps)
+    if not probe_steps:
+        return torch.optim.lr_scheduler.LambdaLR(opt, head)
+    tuned = curve(total_steps - probe_steps)
+    encoder = lambda step: 0.0 if step < probe_steps else tuned(step - probe_steps)  # noqa: E731
+    lambdas = [encoder if g["role"] == "encoder" else head for g in opt.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 
 
 def _amp(cfg: TeacherConfig, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
@@ -209,10 +226,12 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         state = torch.load(out / "last" / STATE_FILE, map_location="cpu", weights_only=True)
         _check_resumable(TeacherConfig.from_dict(state["config"]), cfg)
     else:
-        model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder)
+        model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder,
+                              layer_sum=cfg.layer_sum)
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    model.spec_augment = tuple(cfg.spec_augment) if cfg.spec_augment else None
     model.to(ddp.device)
     torch.manual_seed(cfg.seed + ddp.rank)   # dropout, LayerDrop, time masking: different on each rank
 
@@ -223,7 +242,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
                         pin_memory=ddp.device.type == "cuda")
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     opt = _optimizer(model, cfg)
-    sched = _schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+    sched = _schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio, cfg.probe_epochs * steps_per_epoch)
     amp_dtype, scaler = _amp(cfg, ddp.device)
     if ddp.world > 1:
         # find_unused_parameters (as transformers' Trainer defaults): LayerDrop skips random
@@ -290,7 +309,7 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
         autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
         with sync:
             with autocast:
-                loss = F.cross_entropy(net(x).float(), y)
+                loss = F.cross_entropy(net(x).float(), y, label_smoothing=cfg.label_smoothing)
             (scaler.scale(loss / cfg.grad_accum) if scaler else loss / cfg.grad_accum).backward()
         if step_now:
             if scaler:

@@ -26,7 +26,7 @@ from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher,
 )
 from training.evaluate import predict_probs  # noqa: E402
-from training.train_teacher import TeacherConfig, train_teacher  # noqa: E402
+from training.train_teacher import TeacherConfig, _optimizer, _schedule, train_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16_000
@@ -279,6 +279,28 @@ def test_train_teacher_stops_early(backbone_dirs, tmp_path):
     cfg = tiny_config(backbone_dirs["wav2vec2"], epochs=5, patience=1, lr=0.0, lr_head=0.0)
     train_teacher(cfg, tiny_corpus(4), tiny_corpus(2), tmp_path)
     assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [0, 1]
+
+
+def test_probe_epochs_train_the_head_alone_first(backbone_dirs, tmp_path):
+    """LP-FT: during the probe epoch the encoder stays as pretrained while the head (with
+    layer_sum, the layer weights too) learns; afterwards the encoder warms up from lr 0."""
+    cfg = tiny_config(backbone_dirs["whisper"], probe_epochs=1, layer_sum=True, label_smoothing=0.1)
+    before = build_teacher(backbone_dirs["whisper"], layer_sum=True)
+    after = train_teacher(cfg, tiny_corpus(4), tiny_corpus(2), tmp_path)
+    encoder = lambda t: torch.cat([p.flatten() for p in t.model.encoder.parameters()])  # noqa: E731
+    assert after.config.use_weighted_layer_sum
+    assert torch.equal(encoder(after), encoder(before))
+    assert not torch.equal(after.model.layer_weights, before.model.layer_weights)
+
+    opt = _optimizer(before, TeacherConfig(lr=1.0, lr_head=1.0, warmup_ratio=0.0))
+    sched = _schedule(opt, total_steps=10, warmup_ratio=0.0, probe_steps=4)
+    lrs = []
+    for _ in range(10):
+        lrs.append({g["role"]: g["lr"] for g in opt.param_groups})
+        opt.step()
+        sched.step()
+    assert [lr["encoder"] for lr in lrs[:5]] == [0, 0, 0, 0, 1] and lrs[0]["head"] == 1
+    assert lrs[9]["encoder"] == pytest.approx(1 / 6) and lrs[9]["head"] == pytest.approx(0.1)
 
 
 def test_autocast_keeps_the_front_end_in_float32(teachers):
