@@ -79,7 +79,8 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
     info = split_info(fold, parts)
     reports = {}
     tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
-    window = {k: tcfg[k] for k in ("window_s", "hop_s")} | {"trim_silence": tcfg.get("trim_silence", True)}
+    window = {k: tcfg[k] for k in ("window_s", "hop_s")} | {"trim_silence": tcfg.get("trim_silence", True),
+                                                           "pad": tcfg.get("pad", "zero")}
     _, reports["teacher"] = _cached(fold / "bundles" / "teacher", lambda out: export_bundle(
         load_teacher(teacher_dir).eval(), out, role="teacher", name="whisper-tiny-ser", window=window,
         parts=parts, training={**info, "config": tcfg}, description=TEACHER_DESCRIPTION,

@@ -27,6 +27,15 @@ def load_clips(records: list[Utterance], *, trim: bool, desc: str = "decode") ->
     return clips
 
 
+def class_weights(labels: list[str]) -> torch.Tensor:
+    """Cross-entropy weights (C,) inversely proportional to each class's labeled examples,
+    mean 1: every class counts the same in the loss, as it does in UA (RAVDESS has half as
+    many neutral clips as each other class). A class without examples gets weight 0."""
+    counts = np.array([sum(lab == c for lab in labels) for c in LABELS], dtype=np.float64)
+    w = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(w * (counts > 0).sum() / w.sum(), dtype=torch.float32)
+
+
 @dataclass
 class Augment:
     gain_db: float = 6.0          # random gain +-; the model normalises, but real clipping/levels vary

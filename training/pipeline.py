@@ -136,15 +136,22 @@ def checkpoint_sha(folder: Path) -> str:
 @torch.no_grad()
 def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path,
                    cfg: StudentConfig) -> np.ndarray:
-    """(N, V, C) teacher logits of V = cfg.kd_views fixed augmented crops per training example
-    (or (N, C) per clip when kd_views is 0): the exact
-    crops the student will see (training.data.view_rng), so a soft label always describes the
-    audio it is paired with. Cached on disk under the teacher's checksum and the view recipe,
-    keyed by example id: computed once, reused by every student and every resumed run."""
+    """(N, C) teacher logits per training clip, or (N, V, C) with V = cfg.kd_views fixed
+    augmented crops per clip.
+
+    Per clip (kd_views 0): the mean over the clip's windows as the teacher itself serves them
+    (its window and padding, from its training config). Per view: the exact crops the student
+    will see (training.data.view_rng), so a soft label always describes the audio it is paired
+    with. Cached on disk under the teacher's checksum and the recipe, keyed by example id:
+    computed once, reused by every student and every resumed run."""
     from training.teacher import load_teacher
 
+    tcfg_path = teacher_dir.parent / "config.json"
+    tcfg = json.loads(tcfg_path.read_text()) if tcfg_path.is_file() else {}
+    served = (tcfg.get("window_s", 3.0), tcfg.get("hop_s", 1.0), tcfg.get("pad", "zero"))
     window = round(cfg.window_s * SAMPLE_RATE)
-    path = cache / f"{checkpoint_sha(teacher_dir)}-w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}.npz"
+    recipe = f"w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}" if cfg.kd_views else "clip-%s-%s-%s" % served
+    path = cache / f"{checkpoint_sha(teacher_dir)}-{recipe}.npz"
     stored = dict(np.load(path)) if path.exists() else {}
     missing = [(r, x) for r, x in zip(records, clips) if r.id not in stored]
     if missing:
@@ -154,8 +161,8 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
                 views = np.stack([augmented_crop(x, window, augment, view_rng(cfg.seed, r.id, v), cfg.pad)
                                   for v in range(cfg.kd_views)])
                 stored[r.id] = teacher(torch.from_numpy(views)).numpy()              # (V, C)
-            else:   # one soft label per clip: the mean over its serving windows
-                windows, _ = windows_for(x, cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad)
+            else:
+                windows, _ = windows_for(x, served[0], served[1], trim=False, pad=served[2])
                 stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()  # (C,)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, **stored)

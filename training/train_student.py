@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from training.evaluate import predict_probs
 from service.labels import LABELS
-from training.data import UNLABELED, Augment, CropDataset
+from training.data import UNLABELED, Augment, CropDataset, class_weights
 from training.metrics import classification_report
 from training.student import LiteCNN, LiteCNNConfig
 
@@ -38,6 +38,8 @@ class StudentConfig:
     kd_views: int = 0             # 0: one teacher soft label per clip; V > 0: per fixed augmented crop
                                   # (measured on RAVDESS fold 0: V=8 lowered UA by 0.04-0.11, see README)
     augment: bool = True
+    speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
+    balanced: bool = False        # class-weighted hard-label loss (training.data.class_weights)
     mixup: float = 0.0            # Beta(m, m) mixup of crop pairs (and their targets); 0 = off
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
     seed: int = 0
@@ -58,9 +60,10 @@ class StudentConfig:
         return cls(**d, model=model)
 
 
-def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, T: float) -> torch.Tensor:
+def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, T: float,
+            weight: torch.Tensor | None = None) -> torch.Tensor:
     labeled = y != UNLABELED
-    ce = F.cross_entropy(logits[labeled], y[labeled]) if labeled.any() else logits.sum() * 0
+    ce = F.cross_entropy(logits[labeled], y[labeled], weight=weight) if labeled.any() else logits.sum() * 0
     if alpha >= 1.0:
         return ce
     kl = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1),
@@ -86,10 +89,11 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
-                     augment=Augment() if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
+                     augment=Augment(speed=cfg.speed) if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
+    weight = class_weights(train[1]) if cfg.balanced else None
     model = LiteCNN(cfg.model)
     opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader))
     rng = np.random.default_rng(cfg.seed)
@@ -104,10 +108,10 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
             if cfg.mixup > 0:
                 lam, j = float(rng.beta(cfg.mixup, cfg.mixup)), torch.randperm(len(x))
                 logits = model(lam * x + (1 - lam) * x[j])
-                loss = (lam * kd_loss(logits, y, soft, cfg.alpha, cfg.temperature)
-                        + (1 - lam) * kd_loss(logits, y[j], soft[j], cfg.alpha, cfg.temperature))
+                loss = (lam * kd_loss(logits, y, soft, cfg.alpha, cfg.temperature, weight)
+                        + (1 - lam) * kd_loss(logits, y[j], soft[j], cfg.alpha, cfg.temperature, weight))
             else:
-                loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature)
+                loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature, weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from training.evaluate import predict_probs
 from service.labels import LABELS
-from training.data import Augment, CropDataset
+from training.data import Augment, CropDataset, class_weights
 from training.metrics import classification_report
 from training.teacher import TeacherModel, build_teacher, load_teacher, save_teacher
 
@@ -73,6 +73,8 @@ class TeacherConfig:
     probe_epochs: int = 0         # LP-FT (Kumar et al. 2022): the head alone learns for this many
                                   # epochs (encoder lr 0), then everything is fine-tuned
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    balanced: bool = False        # class-weighted cross-entropy (training.data.class_weights)
+    pad: str = "zero"             # fill windows of short clips with zeros or by repeating the clip
     spec_augment: list[int] | None = None   # Whisper: [freq_masks, freq_width, time_masks, time_width]
                                   # on the log-mel while training (training.specaug); None = off
     patience: int = 3             # stop after this many epochs without a better val UA; 0 = never
@@ -235,7 +237,9 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     model.to(ddp.device)
     torch.manual_seed(cfg.seed + ddp.rank)   # dropout, LayerDrop, time masking: different on each rank
 
-    ds = CropDataset(train[0], train[1], cfg.window_s, augment=Augment() if cfg.augment else None, seed=cfg.seed)
+    ds = CropDataset(train[0], train[1], cfg.window_s, augment=Augment() if cfg.augment else None, seed=cfg.seed,
+                     pad=cfg.pad)
+    weight = class_weights(train[1]).to(ddp.device) if cfg.balanced else None
     # Also used with one process: a seeded, per-epoch shuffle that resumes reproducibly.
     sampler = DistributedSampler(ds, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
@@ -267,11 +271,11 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         t0 = time.time()
         ds.epoch = epoch
         sampler.set_epoch(epoch)
-        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}")
+        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, weight, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}")
 
         stop = False
         if ddp.main:
-            probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, device=ddp.device,
+            probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
                                   batch_size=cfg.batch_size * 4)
             rep = classification_report(y_val, probs.argmax(1), LABELS)
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
@@ -294,7 +298,8 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     return load_teacher(out / "best")
 
 
-def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig, ddp: _Dist, desc: str) -> float:
+def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig, ddp: _Dist,
+                 weight: torch.Tensor | None, desc: str) -> float:
     """One pass over this rank's shard; returns the mean loss over all ranks."""
     net.train()
     device = ddp.device
@@ -309,7 +314,7 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
         autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
         with sync:
             with autocast:
-                loss = F.cross_entropy(net(x).float(), y, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(net(x).float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
             (scaler.scale(loss / cfg.grad_accum) if scaler else loss / cfg.grad_accum).backward()
         if step_now:
             if scaler:

@@ -84,3 +84,22 @@ def test_unlabeled_examples_learn_only_from_the_teacher():
     assert torch.allclose(full, 0.5 * ce + 0.5 * 4 * kl)
     all_unlabeled = kd_loss(logits, torch.full((4,), -100), teacher, 0.5, 2.0)
     assert torch.allclose(all_unlabeled, 0.5 * 4 * kl)
+
+
+def test_class_weights_make_every_class_count_the_same():
+    from service.labels import LABELS
+    from training.data import class_weights
+
+    labels = ["angry"] * 4 + ["neutral"] * 2 + ["sad"] * 4 + [""] * 5     # "" = unlabeled, ignored
+    w = dict(zip(LABELS, class_weights(labels).tolist()))
+    assert w["neutral"] == pytest.approx(2 * w["angry"]) and w["angry"] == pytest.approx(w["sad"])
+    assert w["happy"] == 0 and sum(w.values()) == pytest.approx(3)             # mean 1 over present classes
+    assert torch.allclose(class_weights(LABELS * 3), torch.ones(len(LABELS)))
+
+
+def test_balanced_kd_loss_weights_the_hard_labels():
+    logits, y = torch.randn(4, 6), torch.tensor([0, 0, 0, 5])
+    weight = torch.tensor([1.0, 1, 1, 1, 1, 3.0])
+    expected = torch.nn.functional.cross_entropy(logits, y, weight=weight)
+    assert torch.allclose(kd_loss(logits, y, torch.zeros(4, 6), 1.0, 2.0, weight), expected)
+    assert not torch.allclose(expected, kd_loss(logits, y, torch.zeros(4, 6), 1.0, 2.0))
