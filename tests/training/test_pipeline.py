@@ -18,7 +18,8 @@ from training.pipeline import PipelineConfig, run_pipeline
 def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     records = prepare_manifest(make_manifest_corpus(tmp_path / "corpus", speakers=6))
     backbone = save_tiny(tmp_path / "whisper", "whisper")
-    cfg = PipelineConfig(backbone=str(backbone), folds=2, teacher={"epochs": 1, "window_s": 2.0, "hop_s": 1.0},
+    cfg = PipelineConfig(backbone=str(backbone), folds=2, teacher={"epochs": 1, "window_s": 2.0, "hop_s": 1.0,
+                                                                    "pad": "repeat", "balanced": True},
                          student={"epochs": 1, "window_s": 2.0})
     out = tmp_path / "run"
     # unlabeled transfer clips (as RAVDESS calm/surprised): only the distilled student learns from them
@@ -34,6 +35,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         b = load_bundle(out / "fold0" / "bundles" / name)
         assert b.role == ("teacher" if name == "teacher" else "student") and b.temperature > 0
         assert (out / "fold0" / "eval" / name / "confusion.png").exists()
+        assert b.pad == ("repeat" if name == "teacher" else "zero")   # each model served as it was trained
     for fold in ("fold0", "fold1"):
         train = set(json.loads((out / fold / "split.json").read_text())["speakers"]["train"])
         used = {n: json.loads((out / fold / n / "transfer.json").read_text())["clips"] for n in ("student_kd", "student_alone")}
