@@ -45,6 +45,7 @@ from tqdm import tqdm
 from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import Augment, CropDataset, class_weights
+from training.ema import WeightEMA
 from training.metrics import classification_report
 from training.teacher import TeacherModel, build_teacher, load_teacher, save_teacher
 
@@ -75,6 +76,8 @@ class TeacherConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     balanced: bool = False        # class-weighted cross-entropy (training.data.class_weights)
     pad: str = "zero"             # fill windows of short clips with zeros or by repeating the clip
+    ema: float = 0.0              # evaluate and keep an exponential moving average of the weights
+                                  # with this decay per optimizer step (training.ema); 0 = off
     spec_augment: list[int] | None = None   # Whisper: [freq_masks, freq_width, time_masks, time_width]
                                   # on the log-mel while training (training.specaug); None = off
     patience: int = 3             # stop after this many epochs without a better val UA; 0 = never
@@ -256,8 +259,11 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     else:
         net = model
 
+    ema = WeightEMA(model, cfg.ema) if cfg.ema else None
     start, best, bad_epochs, history = 0, -1.0, 0, []
     if state is not None:
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -271,23 +277,23 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         t0 = time.time()
         ds.epoch = epoch
         sampler.set_epoch(epoch)
-        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, weight, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}")
+        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, weight, ema,
+                            desc=f"teacher epoch {epoch + 1}/{cfg.epochs}")
 
         stop = False
         if ddp.main:
-            probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
-                                  batch_size=cfg.batch_size * 4)
-            rep = classification_report(y_val, probs.argmax(1), LABELS)
+            with ema.applied() if ema else nullcontext():   # the averaged weights are judged and kept
+                probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
+                                      batch_size=cfg.batch_size * 4)
+                rep = classification_report(y_val, probs.argmax(1), LABELS)
+                if rep["ua"] > best:
+                    save_teacher(model, out / "best")
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
                             "lr": sched.get_last_lr()[0], "lr_head": sched.get_last_lr()[-1],
                             "seconds": round(time.time() - t0, 1)})
             tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  val UA {rep['ua']:.4f}  accuracy {rep['accuracy']:.4f}")
-            if rep["ua"] > best:
-                best, bad_epochs = rep["ua"], 0
-                save_teacher(model, out / "best")
-            else:
-                bad_epochs += 1
-            _save_last(model, out, cfg, opt, sched, scaler, epoch, best, bad_epochs, history)
+            best, bad_epochs = (rep["ua"], 0) if rep["ua"] > best else (best, bad_epochs + 1)
+            _save_last(model, out, cfg, opt, sched, scaler, ema, epoch, best, bad_epochs, history)
             (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             stop = bool(cfg.patience and bad_epochs >= cfg.patience)
         if ddp.broadcast(stop):   # a collective: the other ranks wait here while rank 0 evaluates
@@ -299,7 +305,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
 
 
 def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig, ddp: _Dist,
-                 weight: torch.Tensor | None, desc: str) -> float:
+                 weight: torch.Tensor | None, ema: WeightEMA | None, desc: str) -> float:
     """One pass over this rank's shard; returns the mean loss over all ranks."""
     net.train()
     device = ddp.device
@@ -328,6 +334,8 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
                 opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update()
         total += loss.detach() * len(y)
         count += len(y)
         if ddp.main and i % 10 == 0:
@@ -338,14 +346,15 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
     return float(stats[0] / stats[1].clamp(min=1))
 
 
-def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, epoch: int, best: float, bad_epochs: int,
-               history: list) -> None:
+def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, ema: WeightEMA | None, epoch: int,
+               best: float, bad_epochs: int, history: list) -> None:
     """out/last: this epoch's teacher + optimizer/schedule state, written then swapped in."""
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_teacher(model, tmp)
     torch.save({"config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "best_ua": best,
+                "scaler": scaler.state_dict() if scaler else None, "ema": ema.state_dict() if ema else None,
+                "epoch": epoch, "best_ua": best,
                 "bad_epochs": bad_epochs, "history": history}, tmp / STATE_FILE)
     shutil.rmtree(out / "last", ignore_errors=True)
     tmp.rename(out / "last")

@@ -264,12 +264,12 @@ def test_train_teacher_writes_best_and_history(backbone_dirs, tmp_path):
 
 def test_train_teacher_resumes_where_it_stopped(backbone_dirs, tmp_path):
     train, val = tiny_corpus(4), tiny_corpus(2)
-    cfg = tiny_config(backbone_dirs["whisper"])
+    cfg = tiny_config(backbone_dirs["whisper"], ema=0.9)
     train_teacher(cfg, train, val, tmp_path)
     first = json.loads((tmp_path / "history.json").read_text())
     with pytest.raises(ValueError, match="lr: 0.001 -> 0.1"):
-        train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2, lr=0.1), train, val, tmp_path, resume=True)
-    train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2), train, val, tmp_path, resume=True)
+        train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2, lr=0.1, ema=0.9), train, val, tmp_path, resume=True)
+    train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2, ema=0.9), train, val, tmp_path, resume=True)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and history[0] == first[0]
 
