@@ -74,8 +74,8 @@ class TeacherConfig:
     probe_epochs: int = 0         # LP-FT (Kumar et al. 2022): the head alone learns for this many
                                   # epochs (encoder lr 0), then everything is fine-tuned
     label_smoothing: float = 0.0  # cross-entropy label smoothing
-    balanced: bool = False        # class-weighted cross-entropy (training.data.class_weights)
-    pad: str = "zero"             # fill windows of short clips with zeros or by repeating the clip
+    balanced: bool = True         # class-weighted cross-entropy (training.data.class_weights)
+    pad: str = "repeat"           # fill windows of short clips by repeating the clip, or with zeros
     ema: float = 0.0              # evaluate and keep an exponential moving average of the weights
                                   # with this decay per optimizer step (training.ema); 0 = off
     spec_augment: list[int] | None = None   # Whisper: [freq_masks, freq_width, time_masks, time_width]
