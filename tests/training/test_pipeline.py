@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,8 @@ from tests.training.test_teacher import save_tiny
 from training.corpora import prepare_manifest
 from training.records import Utterance
 from training.pipeline import PipelineConfig, run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -48,6 +53,14 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert "| pooled |" in (out / "report.md").read_text()
     card = (out / "fold0" / "bundles" / "student" / "MODEL_CARD.md").read_text()
     assert "student alone" in card and "Distillation gain" in card
+
+    curve = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fallback_curve.py"), "--fold", str(out / "fold0"),
+                            "--student", str(out / "fold0" / "bundles" / "student"),
+                            "--teacher", str(out / "fold0" / "bundles" / "teacher")],
+                           capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert "| 0 | 0% |" in curve and "| 1 | 100% |" in curve
+    teacher_ua = summary["folds"][0]["teacher"]["ua"]
+    assert curve.strip().splitlines()[-1].endswith(f"| {teacher_ua:.3f} |")   # all clips to the teacher
 
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")}
     again = run_pipeline(records, out, cfg, transfer)   # resumes: nothing is retrained or re-exported

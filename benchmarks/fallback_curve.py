@@ -1,0 +1,44 @@
+"""What `model=auto` trades: share of clips sent to the teacher and UA, per fallback threshold.
+
+    python benchmarks/fallback_curve.py --fold runs/ravdess/fold0 \
+        [--student models/student --teacher models/teacher] [--thresholds 0 0.4 0.5 0.6 0.7 1]
+
+On the fold's test speakers (its split.json; records.csv one folder up), both bundles answer
+every clip exactly as the service does (calibrated probabilities); a clip goes to the teacher
+when the student's confidence is below the threshold, as SER_FALLBACK_THRESHOLD decides.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from service.labels import LABELS
+from training.evaluate import bundle_probs
+from training.metrics import classification_report
+from training.records import read_records
+from training.splits import apply_split, read_split
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fold", type=Path, required=True, help="a pipeline fold folder (split.json)")
+    ap.add_argument("--student", type=Path, default=Path("models/student"))
+    ap.add_argument("--teacher", type=Path, default=Path("models/teacher"))
+    ap.add_argument("--thresholds", type=float, nargs="+", default=[0, 0.4, 0.5, 0.6, 0.7, 1])
+    args = ap.parse_args()
+
+    test = apply_split(read_records(args.fold.parent / "records.csv"), read_split(args.fold / "split.json"))["test"]
+    y = np.array([LABELS.index(r.label) for r in test])
+    student, teacher = bundle_probs(args.student, test), bundle_probs(args.teacher, test)
+    print("| threshold | share sent to the teacher | UA |\n|---|---|---|")
+    for t in args.thresholds:
+        to_teacher = student.max(axis=1) < t
+        pred = np.where(to_teacher, teacher.argmax(1), student.argmax(1))
+        print(f"| {t:g} | {to_teacher.mean():.0%} | {classification_report(y, pred, LABELS)['ua']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
