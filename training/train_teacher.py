@@ -45,7 +45,6 @@ from tqdm import tqdm
 from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import Augment, CropDataset, class_weights
-from training.ema import WeightEMA
 from training.metrics import classification_report
 from training.teacher import TeacherModel, build_teacher, load_teacher, save_teacher
 
@@ -71,13 +70,9 @@ class TeacherConfig:
     max_grad_norm: float = 1.0    # gradient clipping; 0 = off
     freeze_feature_encoder: bool = True   # wav2vec2-type conv front end stays as pretrained
     layer_sum: bool = False       # classify a learned weighted sum of all layers, not the last one
-    probe_epochs: int = 0         # LP-FT (Kumar et al. 2022): the head alone learns for this many
-                                  # epochs (encoder lr 0), then everything is fine-tuned
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     balanced: bool = True         # class-weighted cross-entropy (training.data.class_weights)
     pad: str = "repeat"           # fill windows of short clips by repeating the clip, or with zeros
-    ema: float = 0.0              # evaluate and keep an exponential moving average of the weights
-                                  # with this decay per optimizer step (training.ema); 0 = off
     spec_augment: list[int] | None = None   # Whisper: [freq_masks, freq_width, time_masks, time_width]
                                   # on the log-mel while training (training.specaug); None = off
     patience: int = 3             # stop after this many epochs without a better val UA; 0 = never
@@ -153,37 +148,26 @@ def _setup_distributed() -> _Dist:
 def _optimizer(model: TeacherModel, cfg: TeacherConfig) -> torch.optim.Optimizer:
     """AdamW with two learning rates (encoder, head); no decay on biases/norms/scalars."""
     groups = []
-    for params, lr, role in zip(model.param_groups(), (cfg.lr, cfg.lr_head), ("encoder", "head")):
+    for params, lr in zip(model.param_groups(), (cfg.lr, cfg.lr_head)):
         decay = [p for p in params if p.ndim >= 2]
         rest = [p for p in params if p.ndim < 2]
-        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "role": role},
-                   {"params": rest, "lr": lr, "weight_decay": 0.0, "role": role}]
+        groups += [{"params": decay, "lr": lr, "weight_decay": cfg.weight_decay},
+                   {"params": rest, "lr": lr, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
     fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     return torch.optim.AdamW(groups, **fused)
 
 
-def _schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, probe_steps: int = 0):
-    """Linear warm-up to each group's peak lr, then linear decay to 0. The encoder's groups
-    (role "encoder", see _optimizer) stay at lr 0 for the first ``probe_steps`` and then run
-    the same warm-up and decay over the steps that remain: a head that already works does
-    not push random gradients into the pretrained features (LP-FT)."""
-    def curve(steps: int):
-        warmup = max(1, round(warmup_ratio * steps)) if warmup_ratio > 0 else 0
+def _schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warm-up to each group's peak lr, then linear decay to 0."""
+    warmup = max(1, round(warmup_ratio * total_steps)) if warmup_ratio > 0 else 0
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (steps - step) / max(1, steps - warmup))
-        return factor
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
-    head = curve(total_steps)
-    if not probe_steps:
-        return torch.optim.lr_scheduler.LambdaLR(opt, head)
-    tuned = curve(total_steps - probe_steps)
-    encoder = lambda step: 0.0 if step < probe_steps else tuned(step - probe_steps)  # noqa: E731
-    lambdas = [encoder if g["role"] == "encoder" else head for g in opt.param_groups]
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def _amp(cfg: TeacherConfig, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
@@ -249,7 +233,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
                         pin_memory=ddp.device.type == "cuda")
     steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
     opt = _optimizer(model, cfg)
-    sched = _schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio, cfg.probe_epochs * steps_per_epoch)
+    sched = _schedule(opt, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
     amp_dtype, scaler = _amp(cfg, ddp.device)
     if ddp.world > 1:
         # find_unused_parameters (as transformers' Trainer defaults): LayerDrop skips random
@@ -259,11 +243,8 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     else:
         net = model
 
-    ema = WeightEMA(model, cfg.ema) if cfg.ema else None
     start, best, bad_epochs, history = 0, -1.0, 0, []
     if state is not None:
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -277,23 +258,22 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         t0 = time.time()
         ds.epoch = epoch
         sampler.set_epoch(epoch)
-        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, weight, ema,
+        loss = _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg, ddp, weight,
                             desc=f"teacher epoch {epoch + 1}/{cfg.epochs}")
 
         stop = False
         if ddp.main:
-            with ema.applied() if ema else nullcontext():   # the averaged weights are judged and kept
-                probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
-                                      batch_size=cfg.batch_size * 4)
-                rep = classification_report(y_val, probs.argmax(1), LABELS)
-                if rep["ua"] > best:
-                    save_teacher(model, out / "best")
+            probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
+                                  batch_size=cfg.batch_size * 4)
+            rep = classification_report(y_val, probs.argmax(1), LABELS)
+            if rep["ua"] > best:
+                save_teacher(model, out / "best")
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
                             "lr": sched.get_last_lr()[0], "lr_head": sched.get_last_lr()[-1],
                             "seconds": round(time.time() - t0, 1)})
             tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  val UA {rep['ua']:.4f}  accuracy {rep['accuracy']:.4f}")
             best, bad_epochs = (rep["ua"], 0) if rep["ua"] > best else (best, bad_epochs + 1)
-            _save_last(model, out, cfg, opt, sched, scaler, ema, epoch, best, bad_epochs, history)
+            _save_last(model, out, cfg, opt, sched, scaler, epoch, best, bad_epochs, history)
             (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             stop = bool(cfg.patience and bad_epochs >= cfg.patience)
         if ddp.broadcast(stop):   # a collective: the other ranks wait here while rank 0 evaluates
@@ -305,7 +285,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
 
 
 def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig, ddp: _Dist,
-                 weight: torch.Tensor | None, ema: WeightEMA | None, desc: str) -> float:
+                 weight: torch.Tensor | None, desc: str) -> float:
     """One pass over this rank's shard; returns the mean loss over all ranks."""
     net.train()
     device = ddp.device
@@ -334,8 +314,6 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
                 opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update()
         total += loss.detach() * len(y)
         count += len(y)
         if ddp.main and i % 10 == 0:
@@ -346,15 +324,14 @@ def _train_epoch(net, loader, opt, sched, scaler, amp_dtype, cfg: TeacherConfig,
     return float(stats[0] / stats[1].clamp(min=1))
 
 
-def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, ema: WeightEMA | None, epoch: int,
-               best: float, bad_epochs: int, history: list) -> None:
+def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, epoch: int, best: float, bad_epochs: int,
+               history: list) -> None:
     """out/last: this epoch's teacher + optimizer/schedule state, written then swapped in."""
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_teacher(model, tmp)
     torch.save({"config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None, "ema": ema.state_dict() if ema else None,
-                "epoch": epoch, "best_ua": best,
+                "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "best_ua": best,
                 "bad_epochs": bad_epochs, "history": history}, tmp / STATE_FILE)
     shutil.rmtree(out / "last", ignore_errors=True)
     tmp.rename(out / "last")
