@@ -79,7 +79,7 @@ def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: Pi
     teacher_dir = train_teacher_stage(fold, data, cfg)
     students = {}
     for name, alpha in (("student_alone", 1.0), ("student_kd", cfg.alpha)):
-        scfg = StudentConfig.from_dict({**cfg.student, "seed": cfg.seed, "alpha": alpha,
+        scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": alpha,
                                         "temperature": cfg.kd_temperature})
         if not (fold / name / "student.pt").exists():
             train_student_stage(fold / name, scfg, parts, data, teacher_dir,
