@@ -75,12 +75,12 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
     """All bundles of one pipeline fold and their test reports."""
     from training.teacher import load_teacher
     from training.train_student import load_student
+    from training.train_teacher import served_window
 
     info = split_info(fold, parts)
     reports = {}
     tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
-    window = {k: tcfg[k] for k in ("window_s", "hop_s")} | {"trim_silence": tcfg.get("trim_silence", True),
-                                                           "pad": tcfg.get("pad", "zero")}
+    window = served_window(teacher_dir)
     _, reports["teacher"] = _cached(fold / "bundles" / "teacher", lambda out: export_bundle(
         load_teacher(teacher_dir).eval(), out, role="teacher", name="whisper-tiny-ser", window=window,
         parts=parts, training={**info, "config": tcfg}, description=TEACHER_DESCRIPTION,

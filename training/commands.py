@@ -92,13 +92,13 @@ def checkpoint_probs(path: Path, records: list):
     if path.suffix == ".pt":
         from training.train_student import load_student
         model, cfg = load_student(path)
-        window = (cfg.window_s, cfg.hop_s, cfg.trim_silence, cfg.pad)
+        w = cfg.window()
     else:
         from training.teacher import load_teacher
-        model = load_teacher(path)
-        tcfg = json.loads((path.parent / "config.json").read_text())
-        window = (tcfg["window_s"], tcfg["hop_s"], tcfg.get("trim_silence", True))
-    return predict_probs(model, [load_audio(r.path) for r in records], *window)
+        from training.train_teacher import served_window
+        model, w = load_teacher(path), served_window(path)
+    return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
+                         w["trim_silence"], w["pad"])
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:

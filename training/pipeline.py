@@ -145,12 +145,12 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
     with. Cached on disk under the teacher's checksum and the recipe, keyed by example id:
     computed once, reused by every student and every resumed run."""
     from training.teacher import load_teacher
+    from training.train_teacher import served_window
 
-    tcfg_path = teacher_dir.parent / "config.json"
-    tcfg = json.loads(tcfg_path.read_text()) if tcfg_path.is_file() else {}
-    served = (tcfg.get("window_s", 3.0), tcfg.get("hop_s", 1.0), tcfg.get("pad", "zero"))
+    served = served_window(teacher_dir)
     window = round(cfg.window_s * SAMPLE_RATE)
-    recipe = f"w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}" if cfg.kd_views else "clip-%s-%s-%s" % served
+    recipe = (f"w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}" if cfg.kd_views
+              else f"clip-{served['window_s']}-{served['hop_s']}-{served['pad']}")
     path = cache / f"{checkpoint_sha(teacher_dir)}-{recipe}.npz"
     stored = dict(np.load(path)) if path.exists() else {}
     missing = [(r, x) for r, x in zip(records, clips) if r.id not in stored]
@@ -162,7 +162,7 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
                                   for v in range(cfg.kd_views)])
                 stored[r.id] = teacher(torch.from_numpy(views)).numpy()              # (V, C)
             else:
-                windows, _ = windows_for(x, served[0], served[1], trim=False, pad=served[2])
+                windows, _ = windows_for(x, served["window_s"], served["hop_s"], trim=False, pad=served["pad"])
                 stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()  # (C,)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, **stored)

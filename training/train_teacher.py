@@ -94,6 +94,14 @@ class TeacherConfig:
         return cfg
 
 
+def served_window(best_dir: str | Path) -> dict:
+    """The window settings a trained teacher (``out/best``) is served with, from the training
+    config beside it. Teachers trained before ``pad`` existed were zero-padded."""
+    cfg = json.loads((Path(best_dir).parent / "config.json").read_text())
+    return {"window_s": cfg["window_s"], "hop_s": cfg["hop_s"], "trim_silence": cfg.get("trim_silence", True),
+            "pad": cfg.get("pad", "zero")}
+
+
 # --------------------------------------------------------------------------------------
 # Distributed setup
 # --------------------------------------------------------------------------------------

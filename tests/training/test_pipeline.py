@@ -7,14 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from service.audio import load_audio
 from service.bundle import load_bundle
 from tests.helpers import make_manifest_corpus
 from tests.training.test_teacher import save_tiny
 from training.corpora import prepare_manifest
-from training.records import Utterance
+from training.commands import checkpoint_probs
+from training.evaluate import predict_probs
 from training.pipeline import PipelineConfig, run_pipeline
+from training.records import Utterance
+from training.splits import apply_split, read_split
+from training.teacher import load_teacher
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,6 +67,12 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert "| 0 | 0% |" in curve and "| 1 | 100% |" in curve
     teacher_ua = summary["folds"][0]["teacher"]["ua"]
     assert curve.strip().splitlines()[-1].endswith(f"| {teacher_ua:.3f} |")   # all clips to the teacher
+
+    # `ser evaluate --checkpoint` on the teacher windows and pads as the teacher was trained
+    test = apply_split(records, read_split(out / "fold0" / "split.json"))["test"][:4]
+    best, clips = out / "fold0" / "teacher" / "best", [load_audio(r.path) for r in test]
+    expected = predict_probs(load_teacher(best), clips, 2.0, 1.0, True, "repeat")
+    assert np.allclose(checkpoint_probs(best, test), expected, atol=1e-6)
 
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")}
     again = run_pipeline(records, out, cfg, transfer)   # resumes: nothing is retrained or re-exported
