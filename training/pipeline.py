@@ -81,7 +81,8 @@ def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: Pi
     for name, alpha in (("student_alone", 1.0), ("student_kd", cfg.alpha)):
         scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": alpha,
                                         "temperature": cfg.kd_temperature})
-        if not (fold / name / "student.pt").exists():
+        # student.pt appears at the first best epoch; history.json only when training ended
+        if not (fold / name / "history.json").exists():
             train_student_stage(fold / name, scfg, parts, data, teacher_dir,
                                 transfer if alpha < 1 else [], clips)
         students[name] = fold / name / "student.pt"

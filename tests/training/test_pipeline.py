@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,12 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     again = run_pipeline(records, out, cfg, transfer)   # resumes: nothing is retrained or re-exported
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")} == stamp
     assert json.dumps(again["kd_gain"]) == json.dumps(summary["kd_gain"])
+
+    # a student interrupted after its first best epoch has student.pt but no history.json: retrained
+    kd = out / "fold1" / "student_kd"
+    (kd / "history.json").unlink()
+    for stale in ("bundles", "eval"):
+        shutil.rmtree(out / "fold1" / stale)
+    before = (kd / "student.pt").stat().st_mtime_ns
+    run_pipeline(records, out, cfg, transfer)
+    assert (kd / "history.json").exists() and (kd / "student.pt").stat().st_mtime_ns != before
