@@ -94,12 +94,16 @@ class TeacherConfig:
         return cfg
 
 
+# Options whose default changed: a config saved before they existed meant these values.
+LEGACY_DEFAULTS = {"balanced": False, "pad": "zero"}
+
+
 def served_window(best_dir: str | Path) -> dict:
     """The window settings a trained teacher (``out/best``) is served with, from the training
     config beside it. Teachers trained before ``pad`` existed were zero-padded."""
     cfg = json.loads((Path(best_dir).parent / "config.json").read_text())
     return {"window_s": cfg["window_s"], "hop_s": cfg["hop_s"], "trim_silence": cfg.get("trim_silence", True),
-            "pad": cfg.get("pad", "zero")}
+            "pad": cfg.get("pad", LEGACY_DEFAULTS["pad"])}
 
 
 # --------------------------------------------------------------------------------------
@@ -221,7 +225,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         if cfg.freeze_feature_encoder and model.frontend == "waveform":
             model.model.freeze_feature_encoder()
         state = torch.load(out / "last" / STATE_FILE, map_location="cpu", weights_only=True)
-        _check_resumable(TeacherConfig.from_dict(state["config"]), cfg)
+        _check_resumable(TeacherConfig.from_dict({**LEGACY_DEFAULTS, **state["config"]}), cfg)
     else:
         model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder,
                               layer_sum=cfg.layer_sum)

@@ -26,7 +26,7 @@ from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher,
 )
 from training.evaluate import predict_probs  # noqa: E402
-from training.train_teacher import TeacherConfig, train_teacher  # noqa: E402
+from training.train_teacher import STATE_FILE, TeacherConfig, train_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16_000
@@ -272,6 +272,18 @@ def test_train_teacher_resumes_where_it_stopped(backbone_dirs, tmp_path):
     train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2), train, val, tmp_path, resume=True)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and history[0] == first[0]
+
+
+def test_resume_reads_a_config_saved_before_an_option_existed_as_its_old_default(backbone_dirs, tmp_path):
+    train, val = tiny_corpus(4), tiny_corpus(2)
+    train_teacher(tiny_config(backbone_dirs["whisper"]), train, val, tmp_path)
+    state_path = tmp_path / "last" / STATE_FILE
+    state = torch.load(state_path, weights_only=False)
+    for key in ("balanced", "pad"):   # as written before these options existed
+        del state["config"][key]
+    torch.save(state, state_path)
+    with pytest.raises(ValueError, match="balanced: False -> True.*pad: 'zero' -> 'repeat'"):
+        train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2), train, val, tmp_path, resume=True)
 
 
 def test_train_teacher_stops_early(backbone_dirs, tmp_path):
