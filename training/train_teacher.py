@@ -279,12 +279,14 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
                                   batch_size=cfg.batch_size * 4)
             rep = classification_report(y_val, probs.argmax(1), LABELS)
             if rep["ua"] > best:
+                best, bad_epochs = rep["ua"], 0
                 save_teacher(model, out / "best")
+            else:
+                bad_epochs += 1
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
                             "lr": sched.get_last_lr()[0], "lr_head": sched.get_last_lr()[-1],
                             "seconds": round(time.time() - t0, 1)})
             tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  val UA {rep['ua']:.4f}  accuracy {rep['accuracy']:.4f}")
-            best, bad_epochs = (rep["ua"], 0) if rep["ua"] > best else (best, bad_epochs + 1)
             _save_last(model, out, cfg, opt, sched, scaler, epoch, best, bad_epochs, history)
             (out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             stop = bool(cfg.patience and bad_epochs >= cfg.patience)
