@@ -119,5 +119,6 @@ def test_training_is_reproducible_for_a_seed(tmp_path):
     runs = [train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / str(i)).state_dict()
             for i in range(2)]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-    other = train_student(dataclasses.replace(cfg, seed=1), (clips, labels), (clips[:6], labels[:6]), tmp_path / "seed1").state_dict()
+    other = train_student(dataclasses.replace(cfg, seed=1), (clips, labels), (clips[:6], labels[:6]),
+                          tmp_path / "seed1").state_dict()
     assert not torch.equal(runs[0]["head.4.weight"], other["head.4.weight"])
