@@ -116,9 +116,8 @@ def test_training_is_reproducible_for_a_seed(tmp_path):
     labels = [LABELS[i % len(LABELS)] for i in range(12)]
     cfg = StudentConfig.from_dict({"epochs": 2, "batch_size": 4, "window_s": 1.0, "threads": 1,
                                    "model": {"channels": [16, 16], "bottleneck": 16, "hidden": 16}})
-    runs = [train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / str(i)).state_dict()
-            for i in range(2)]
+    train, val = (clips, labels), (clips[:6], labels[:6])
+    runs = [train_student(cfg, train, val, tmp_path / str(i)).state_dict() for i in range(2)]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-    other = train_student(dataclasses.replace(cfg, seed=1), (clips, labels), (clips[:6], labels[:6]),
-                          tmp_path / "seed1").state_dict()
+    other = train_student(dataclasses.replace(cfg, seed=1), train, val, tmp_path / "seed1").state_dict()
     assert not torch.equal(runs[0]["head.4.weight"], other["head.4.weight"])
