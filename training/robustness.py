@@ -1,0 +1,73 @@
+"""Scores beyond the clean test speakers: other corpora, degraded audio, and `model=auto`.
+
+Every score goes through the served bundles (`training.evaluate.bundle_probs`), so it is what
+the service gives. Probabilities are cached per bundle and set, so the auto policy is scored
+from the two bundles' answers without running them again. Layout under a fold's eval/::
+
+    <bundle>/sets/<set>.npy     (N, C) calibrated probabilities on one set
+    <bundle>/sets/<set>.json    classification report (UA, recall, confusion)
+
+Sets: ``cross-<name>`` (every clip of another corpus), ``degraded-<condition>`` (the fold's
+test speakers under `training.degrade.CONDITIONS`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.degrade import CONDITIONS, degrade
+from training.evaluate import bundle_probs, report_from_probs
+from training.records import Utterance
+
+REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
+AUTO_THRESHOLD = 0.5      # the service's default SER_FALLBACK_THRESHOLD
+
+
+def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float = AUTO_THRESHOLD) -> np.ndarray:
+    """What `model=auto` answers: the student's probabilities, or the teacher's for the clips
+    where the student's top probability is below `threshold`."""
+    ask = student.max(axis=1) < threshold
+    return np.where(ask[:, None], teacher, student)
+
+
+def set_probs(bundle: Path, eval_dir: Path, name: str, records: list[Utterance],
+              condition: str | None = None) -> np.ndarray:
+    """(N, C) probabilities of `bundle` on `records` (degraded by `condition`), cached."""
+    path = eval_dir / "sets" / f"{name}.npy"
+    if path.exists():
+        return np.load(path)
+    transform = None if condition is None else (lambda x, i: degrade(x, condition, seed=i))
+    probs = bundle_probs(bundle, records, transform=transform)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, probs)
+    (path.with_suffix(".json")).write_text(json.dumps(_report(probs, records), indent=2))
+    return probs
+
+
+def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tuple[list, str | None]]) -> dict:
+    """{set: {bundle name: report, "auto": report}} for every bundle and set; "auto" when both
+    a "student" and a "teacher" bundle are given."""
+    out = {}
+    for set_name, (records, condition) in sets.items():
+        probs = {b: set_probs(path, eval_root / b, set_name, records, condition) for b, path in bundles.items()}
+        out[set_name] = {b: _report(p, records) for b, p in probs.items()}
+        if {"student", "teacher"} <= set(probs):
+            auto = auto_probs(probs["student"], probs["teacher"])
+            out[set_name]["auto"] = {**_report(auto, records),
+                                     "teacher_share": float((probs["student"].max(1) < AUTO_THRESHOLD).mean())}
+    return out
+
+
+def robustness_sets(test: list[Utterance], cross: dict[str, list[Utterance]]) -> dict:
+    """The sets a fold is scored on: each cross corpus, and the test speakers (if any) per degradation."""
+    return {**{f"cross-{name}": (recs, None) for name, recs in cross.items()},
+            **{f"degraded-{c}": (test, c) for c in CONDITIONS if test}}
+
+
+def _report(probs: np.ndarray, records: list[Utterance]) -> dict:
+    rep = report_from_probs(probs, records)
+    return {k: rep[k] for k in REPORT_KEYS}
+
