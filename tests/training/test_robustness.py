@@ -1,0 +1,35 @@
+"""Scores on other corpora and degraded audio, and `model=auto` from the two bundles' answers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.settings import Settings
+from tests.helpers import make_manifest_corpus
+from training.corpora import prepare_manifest
+from training.robustness import AUTO_THRESHOLD, auto_probs, evaluate_sets, robustness_sets
+
+
+def test_auto_threshold_is_the_services_default():
+    assert AUTO_THRESHOLD == Settings.model_fields["fallback_threshold"].default
+
+
+def test_auto_asks_the_teacher_only_below_the_threshold():
+    student = np.array([[0.9, 0.1], [0.4, 0.6], [0.45, 0.55]])
+    teacher = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.8]])
+    assert np.array_equal(auto_probs(student, teacher, 0.58), np.stack([student[0], student[1], teacher[2]]))
+
+
+def test_sets_score_every_bundle_and_auto_and_are_cached(tmp_path, unsure_student_bundle, teacher_bundle):
+    records = prepare_manifest(make_manifest_corpus(tmp_path / "c", speakers=1), corpus="c")
+    bundles = {"student": unsure_student_bundle.path, "teacher": teacher_bundle.path}
+    sets = robustness_sets(records[:3], {"c": records})
+    assert set(sets) >= {"cross-c", "degraded-mp3_32k"}
+    first = evaluate_sets(bundles, tmp_path / "eval", sets)
+    auto = first["cross-c"]["auto"]   # an unsure student: every clip goes to the always-sad teacher
+    assert auto["teacher_share"] == 1.0 and auto["per_class_recall"]["sad"] == 1.0
+    assert first["cross-c"]["teacher"]["ua"] == auto["ua"]
+    cached = tmp_path / "eval" / "teacher" / "sets" / "degraded-mp3_32k.npy"
+    stamp = cached.stat().st_mtime_ns
+    assert evaluate_sets(bundles, tmp_path / "eval", sets) == first and cached.stat().st_mtime_ns == stamp
+    assert robustness_sets([], {"c": records}).keys() == {"cross-c"}
