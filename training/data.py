@@ -42,8 +42,13 @@ class Augment:
     noise_snr_db: tuple[float, float] = (10.0, 40.0)   # white noise at a random SNR ...
     noise_p: float = 0.5          # ... on this fraction of crops
     speed: float = 0.1            # resample by a factor in 1 +- this: pitch and tempo vary across speakers
+    degrade_p: float = 0.0        # this fraction of crops goes through one random training.degrade
+                                  # condition (telephone band, MP3, noise, reverb, gain): users' audio
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.degrade_p and rng.random() < self.degrade_p:
+            from training.degrade import CONDITIONS, degrade
+            x = degrade(x, str(rng.choice(sorted(CONDITIONS))), seed=int(rng.integers(2**31)))
         if self.speed:
             factor = rng.uniform(1 - self.speed, 1 + self.speed)
             x = np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)

@@ -57,7 +57,8 @@ def reverb(x: np.ndarray, rng: np.random.Generator, rt60_s: float = RT60_S) -> n
     t = np.arange(int(rt60_s * SAMPLE_RATE)) / SAMPLE_RATE
     rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60_s) * 0.3
     rir[0] = 1.0
-    y = np.convolve(x, rir)[: len(x)]
+    n = 1 << (len(x) + len(rir) - 2).bit_length()   # linear convolution by a power-of-two FFT
+    y = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(rir, n), n)[: len(x)]
     return y * (np.abs(x).max() / max(np.abs(y).max(), 1e-9))
 
 

@@ -39,6 +39,7 @@ class StudentConfig:
                                   # (measured on RAVDESS fold 0: V=8 lowered UA by 0.04-0.11, see README)
     augment: bool = True
     speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
+    degrade_p: float = 0.0        # fraction of crops degraded like users' audio (training.data.Augment)
     balanced: bool = False        # class-weighted hard-label loss (training.data.class_weights)
     mixup: float = 0.0            # Beta(m, m) mixup of crop pairs (and their targets); 0 = off
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
@@ -89,7 +90,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
-                     augment=Augment(speed=cfg.speed) if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
+                     augment=Augment(speed=cfg.speed, degrade_p=cfg.degrade_p) if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
                         generator=torch.Generator().manual_seed(cfg.seed))
