@@ -19,17 +19,13 @@ from training.metrics import classification_report, expected_calibration_error
 from training.records import Utterance
 
 
-def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = 2,
-                 transform=None) -> np.ndarray:
-    """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served;
-    `transform(audio, i)` alters the i-th decoded clip first (e.g. a degradation)."""
+def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = 2) -> np.ndarray:
+    """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served."""
     model = OnnxModel(load_bundle(bundle_dir), intra_threads=threads)
     if tuple(model.bundle.labels) != LABELS:
         raise ValueError(f"bundle labels {model.bundle.labels} differ from the project's {LABELS}")
-    probs = []
-    for i, r in enumerate(tqdm(records, desc=f"evaluate {model.bundle.name}", unit="clip", leave=False)):
-        x = load_audio(r.path)
-        probs.append(list(model.predict(x if transform is None else transform(x, i)).probabilities.values()))
+    probs = [list(model.predict(load_audio(r.path)).probabilities.values())
+             for r in tqdm(records, desc=f"evaluate {model.bundle.name}", unit="clip", leave=False)]
     return np.asarray(probs)
 
 

@@ -1,7 +1,7 @@
 """Scores beyond the clean test speakers: other corpora, degraded audio, and `model=auto`.
 
-Every score goes through the served bundles (`training.evaluate.bundle_probs`), so it is what
-the service gives. Probabilities are cached per bundle and set, so the auto policy is scored
+Every score goes through the served bundles (onnxruntime, the service's front end), so it is
+what the service gives. Probabilities are cached per bundle and set, so the auto policy is scored
 from the two bundles' answers without running them again. Layout under a fold's eval/::
 
     <bundle>/sets/<set>.npy     (N, C) calibrated probabilities on one set
@@ -17,9 +17,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from service.audio import load_audio
+from service.bundle import load_bundle
+from service.inference import OnnxModel
 from training.degrade import CONDITIONS, degrade
-from training.evaluate import bundle_probs, report_from_probs
+from training.evaluate import report_from_probs
 from training.records import Utterance
 
 REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
@@ -33,18 +37,24 @@ def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float = AUTO
     return np.where(ask[:, None], teacher, student)
 
 
-def set_probs(bundle: Path, eval_dir: Path, name: str, records: list[Utterance],
-              condition: str | None = None) -> np.ndarray:
-    """(N, C) probabilities of `bundle` on `records` (degraded by `condition`), cached."""
-    path = eval_dir / "sets" / f"{name}.npy"
-    if path.exists():
-        return np.load(path)
-    transform = None if condition is None else (lambda x, i: degrade(x, condition, seed=i))
-    probs = bundle_probs(bundle, records, transform=transform)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, probs)
-    (path.with_suffix(".json")).write_text(json.dumps(_report(probs, records), indent=2))
-    return probs
+def set_probs(bundles: dict[str, Path], eval_root: Path, name: str, records: list[Utterance],
+              condition: str | None = None) -> dict[str, np.ndarray]:
+    """{bundle: (N, C) probabilities} on `records` (degraded by `condition`), cached per bundle.
+    Each clip is decoded and degraded once for all the bundles that still need it."""
+    paths = {b: eval_root / b / "sets" / f"{name}.npy" for b in bundles}
+    todo = [b for b in bundles if not paths[b].exists()]
+    if todo:
+        models = {b: OnnxModel(load_bundle(bundles[b]), intra_threads=2) for b in todo}
+        probs = {b: [] for b in todo}
+        for i, r in enumerate(tqdm(records, desc=name, unit="clip", leave=False)):
+            x = load_audio(r.path)
+            x = x if condition is None else degrade(x, condition, seed=i)
+            for b, m in models.items():
+                probs[b].append(list(m.predict(x).probabilities.values()))
+        for b in todo:
+            paths[b].parent.mkdir(parents=True, exist_ok=True)
+            np.save(paths[b], np.asarray(probs[b]))
+    return {b: np.load(paths[b]) for b in bundles}
 
 
 def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tuple[list, str | None]]) -> dict:
@@ -52,12 +62,15 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
     a "student" and a "teacher" bundle are given."""
     out = {}
     for set_name, (records, condition) in sets.items():
-        probs = {b: set_probs(path, eval_root / b, set_name, records, condition) for b, path in bundles.items()}
+        probs = set_probs(bundles, eval_root, set_name, records, condition)
         out[set_name] = {b: _report(p, records) for b, p in probs.items()}
         if {"student", "teacher"} <= set(probs):
             auto = auto_probs(probs["student"], probs["teacher"])
             out[set_name]["auto"] = {**_report(auto, records),
                                      "teacher_share": float((probs["student"].max(1) < AUTO_THRESHOLD).mean())}
+        for b, rep in out[set_name].items():
+            (eval_root / b / "sets").mkdir(parents=True, exist_ok=True)
+            (eval_root / b / "sets" / f"{set_name}.json").write_text(json.dumps(rep, indent=2))
     return out
 
 
