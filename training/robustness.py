@@ -22,6 +22,7 @@ from tqdm import tqdm
 from service.audio import load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
+from service.labels import LABELS
 from training.degrade import CONDITIONS, degrade
 from training.evaluate import report_from_probs
 from training.records import Utterance
@@ -50,7 +51,8 @@ def set_probs(bundles: dict[str, Path], eval_root: Path, name: str, records: lis
             x = load_audio(r.path)
             x = x if condition is None else degrade(x, condition, seed=i)
             for b, m in models.items():
-                probs[b].append(list(m.predict(x).probabilities.values()))
+                p = m.predict(x).probabilities
+                probs[b].append([p[label] for label in LABELS])   # the project's order, whatever the bundle's
         for b in todo:
             paths[b].parent.mkdir(parents=True, exist_ok=True)
             np.save(paths[b], np.asarray(probs[b]))
