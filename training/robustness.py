@@ -7,8 +7,8 @@ from the two bundles' answers without running them again. Layout under a fold's 
     <bundle>/sets/<set>.npy     (N, C) calibrated probabilities on one set
     <bundle>/sets/<set>.json    classification report (UA, recall, confusion)
 
-Sets: ``cross-<name>`` (every clip of another corpus), ``degraded-<condition>`` (the fold's
-test speakers under `training.degrade.CONDITIONS`).
+Sets: ``cross-<name>`` (every clip of another corpus), ``test`` (the fold's test speakers) and
+``degraded-<condition>`` (the test speakers under `training.degrade.CONDITIONS`).
 """
 
 from __future__ import annotations
@@ -77,8 +77,10 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
 
 
 def robustness_sets(test: list[Utterance], cross: dict[str, list[Utterance]]) -> dict:
-    """The sets a fold is scored on: each cross corpus, and the test speakers (if any) per degradation."""
+    """The sets a fold is scored on: each cross corpus, and the test speakers (if any) clean
+    and per degradation."""
     return {**{f"cross-{name}": (recs, None) for name, recs in cross.items()},
+            **({"test": (test, None)} if test else {}),
             **{f"degraded-{c}": (test, c) for c in CONDITIONS if test}}
 
 

@@ -62,7 +62,8 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
 
     # every model on the other corpus and on the degraded test speakers; auto from the two answers
     sets = summary["sets"]
-    assert set(sets) == {"cross-other", *(f"degraded-{c}" for c in CONDITIONS)}
+    assert set(sets) == {"cross-other", "test", *(f"degraded-{c}" for c in CONDITIONS)}
+    assert sets["test"]["student"]["pooled_ua"] == summary["student"]["pooled"]["ua"]   # the same answers
     assert set(sets["cross-other"]) == {"teacher", "teacher-int8", "student_alone", "student", "student-int8", "auto"}
     assert 0 <= sets["cross-other"]["auto"]["teacher_share"] <= 1
     assert len(sets["degraded-mp3_32k"]["student"]["per_fold"]) == 2

@@ -24,7 +24,7 @@ def test_sets_score_every_bundle_and_auto_and_are_cached(tmp_path, unsure_studen
     records = prepare_manifest(make_manifest_corpus(tmp_path / "c", speakers=1), corpus="c")
     bundles = {"student": unsure_student_bundle.path, "teacher": teacher_bundle.path}
     sets = robustness_sets(records[:3], {"c": records})
-    assert set(sets) >= {"cross-c", "degraded-mp3_32k"}
+    assert set(sets) >= {"cross-c", "test", "degraded-mp3_32k"}
     first = evaluate_sets(bundles, tmp_path / "eval", sets)
     auto = first["cross-c"]["auto"]   # an unsure student: every clip goes to the always-sad teacher
     assert auto["teacher_share"] == 1.0 and auto["per_class_recall"]["sad"] == 1.0
