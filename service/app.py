@@ -29,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(predict.router)
     app.include_router(ops.router)
+    derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings
+    app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"])

@@ -1,23 +1,113 @@
-"""API errors: every failure answers `{"error": {"code", "message"}}` with a stable code."""
+"""API errors: every failure answers `{"error": {"code", "message"}}` with a stable code.
+
+`ERRORS` is the one table of codes. The handlers take an audio error's HTTP status from it,
+and the OpenAPI document declares for each route the codes of the kinds of failure that the
+route can meet (`error_responses`), so a code added to the table is documented wherever it
+applies.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.audio import AudioError
 
-# HTTP status of each audio error code raised by the front end.
-AUDIO_STATUS = {
-    "empty_audio": 400,
-    "truncated_audio": 400,
-    "audio_too_short": 400,
-    "audio_too_long": 413,
-    "invalid_audio": 400,
-    "unsupported_audio": 415,
+# The kinds of route an error code can come from; a route declares the kinds it is.
+ROUTE_KINDS = {
+    "request": "reads an upload and query parameters",
+    "clip": "answers for one clip (the batch route reports these per file, inside a 200)",
+    "auth": "is behind SER_API_KEY",
+    "model": "runs a model",
+    "ready": "reports readiness",
+    "any": "any path; not declared per route",
 }
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    kinds: tuple[str, ...]
+    summary: str
+    example: str   # a message the service really gave (numbers are the default settings')
+
+
+ERRORS: dict[str, ErrorSpec] = {
+    "invalid_request": ErrorSpec(400, ("request",), "The multipart body cannot be parsed, or holds too many files",
+                                 "Too many files. Maximum number of files is 16."),
+    "missing_audio": ErrorSpec(400, ("request",), "The request holds no audio",
+                               "no 'file' file field in the form; send multipart/form-data with a 'file' field, "
+                               "or a raw body with an audio/* content type"),
+    "empty_audio": ErrorSpec(400, ("clip",), "The file is empty or decodes to no samples",
+                             "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file"),
+    "truncated_audio": ErrorSpec(400, ("clip",), "The file is cut short",
+                                 "the WAV file has no complete data chunk"),
+    "audio_too_short": ErrorSpec(400, ("clip",), "The clip is too short to classify",
+                                 "the clip lasts 0.050 s; at least 0.1 s is needed"),
+    "invalid_audio": ErrorSpec(400, ("clip",), "The audio holds NaN or infinite samples",
+                               "the audio contains NaN or infinite sample values"),
+    "unauthorized": ErrorSpec(401, ("auth",), "SER_API_KEY is set and X-API-Key is missing or wrong",
+                              "missing or wrong API key; send it in the X-API-Key header"),
+    "not_found": ErrorSpec(404, ("any",), "No such path", "Not Found"),
+    "method_not_allowed": ErrorSpec(405, ("any",), "The path exists, the method does not (see `Allow`)",
+                                    "Method Not Allowed"),
+    "upload_too_large": ErrorSpec(413, ("request",), "The body exceeds SER_MAX_UPLOAD_BYTES",
+                                  "the upload exceeds the limit of 10000000 bytes (SER_MAX_UPLOAD_BYTES)"),
+    "audio_too_long": ErrorSpec(413, ("clip",), "The clip exceeds SER_MAX_DURATION_S",
+                                "the clip lasts 75.0 s; at most 60 s is accepted"),
+    "unsupported_media_type": ErrorSpec(415, ("request",), "The body is neither multipart nor audio",
+                                        "content type 'text/plain' is not accepted; send multipart/form-data "
+                                        "with a 'file' field, or a raw body with an audio/* content type"),
+    "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
+                                   "the file is not audio that can be decoded (WAV, FLAC, OGG/Vorbis, OGG/Opus, "
+                                   "MP3): Format not recognised."),
+    "invalid_parameter": ErrorSpec(422, ("request",), "A query parameter is out of range",
+                                   "query.top_k: Input should be less than or equal to 64"),
+    "internal_error": ErrorSpec(500, ("any",), "A bug; the server log has the details",
+                                "unexpected RuntimeError; see the server log"),
+    "overloaded": ErrorSpec(503, ("model",), "Too many requests waiting; retry after `Retry-After` seconds",
+                            "the service is at capacity; retry shortly"),
+    "teacher_unavailable": ErrorSpec(503, ("model",), "The teacher was asked for and is not loaded",
+                                     "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student"),
+    "not_ready": ErrorSpec(503, ("model", "ready"), "The models are still loading",
+                           "the models are still loading"),
+}
+
+
+class ErrorBody(BaseModel):
+    # A str, not a Literal: a code missing from the table must fail the contract tests, not the request.
+    code: str = Field(description="Stable: branch on this, not on the message", json_schema_extra={"enum": list(ERRORS)})
+    message: str = Field(description="For people: names the bad value and what was expected")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_responses(*kinds: str) -> dict[int, dict]:
+    """OpenAPI `responses` for a route of these kinds: per status, the error schema and one
+    real example per code."""
+    unknown = set(kinds) - set(ROUTE_KINDS)
+    if unknown:
+        raise ValueError(f"unknown route kinds {sorted(unknown)}; expected some of {sorted(ROUTE_KINDS)}")
+    by_status: dict[int, dict[str, ErrorSpec]] = defaultdict(dict)
+    for code, spec in ERRORS.items():
+        if set(spec.kinds) & set(kinds):
+            by_status[spec.status][code] = spec
+    responses = {}
+    for status, specs in sorted(by_status.items()):
+        examples = {c: {"summary": s.summary, "value": error_body(c, s.example)} for c, s in specs.items()}
+        responses[status] = {"model": ErrorResponse, "description": "; ".join(f"`{c}`: {s.summary}" for c, s in specs.items()),
+                             "content": {"application/json": {"examples": examples}}}
+        if status == 503:
+            responses[status]["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying; sent with `overloaded`", "schema": {"type": "integer"}}}
+    return responses
 
 
 class ApiError(Exception):
@@ -27,7 +117,8 @@ class ApiError(Exception):
 
 
 def from_audio_error(e: AudioError) -> ApiError:
-    return ApiError(AUDIO_STATUS.get(e.code, 400), e.code, e.message)
+    spec = ERRORS.get(e.code)
+    return ApiError(spec.status if spec else 400, e.code, e.message)
 
 
 def error_body(code: str, message: str) -> dict:
@@ -58,7 +149,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
-        return await _api(request, ApiError(e.status_code, codes.get(e.status_code, "http_error"), str(e.detail)))
+        # e.headers carries `Allow` on a 405, which RFC 9110 requires.
+        return await _api(request, ApiError(e.status_code, codes.get(e.status_code, "http_error"), str(e.detail),
+                                            headers=e.headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
+from service.errors import ErrorBody
 from service.runtime import Answer
 
 
@@ -41,12 +44,21 @@ class PredictResponse(BaseModel):
 
 class BatchItem(BaseModel):
     filename: str
-    result: PredictResponse | None = None
-    error: dict[str, str] | None = None
+    result: PredictResponse | None = Field(None, description="Set when this file was classified")
+    error: ErrorBody | None = Field(None, description="Set instead of `result` when this file was refused")
 
 
 class BatchResponse(BaseModel):
     results: list[BatchItem]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    models: list[str] = Field(description="Roles of the loaded bundles", examples=[["student", "teacher"]])
 
 
 class ModelInfo(BaseModel):

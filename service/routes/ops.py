@@ -9,35 +9,41 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import RuntimeDep
-from service.errors import error_response
-from service.schemas import ModelInfo
+from service.errors import error_response, error_responses
+from service.schemas import Health, ModelInfo, Readiness
 
 router = APIRouter()
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
-@router.get("/healthz", tags=["ops"])
+@router.get("/healthz", tags=["ops"], response_model=Health)
 async def get_health() -> dict:
-    """Liveness: the process answers."""
+    """Liveness: the process answers. Never needs the API key."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"], responses={503: {"description": "Models not loaded yet"}})
+@router.get("/readyz", tags=["ops"], response_model=Readiness, responses=error_responses("ready"))
 async def get_ready(runtime: RuntimeDep):
-    """Readiness: the bundles are loaded and warmed up."""
+    """Readiness: the bundles are loaded and warmed up; 503 `not_ready` until then.
+    Gate traffic (a load balancer, a compose healthcheck) on this route."""
     if not runtime.ready:
         return error_response(503, "not_ready", "the models are still loading")
     return {"status": "ready", "models": [m.bundle.role for m in runtime.models()]}
 
 
-@router.get("/metrics", tags=["ops"], response_class=Response)
+@router.get("/metrics", tags=["ops"], response_class=Response,
+            responses={200: {"description": "Prometheus text exposition format",
+                             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def get_metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics: request latency by route and status, predictions by model and
+    label, error codes, fallbacks, clip durations, requests in flight."""
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", tags=["models"], response_model=list[ModelInfo])
 async def list_models(runtime: RuntimeDep) -> list[ModelInfo]:
-    """The loaded bundles and the metrics from their model cards."""
+    """The loaded bundles (student first, then the teacher when loaded), with the
+    evaluation metrics from their model cards."""
     return [ModelInfo(**{k: v for k, v in m.bundle.to_json().items() if k in ModelInfo.model_fields})
             for m in runtime.models()]
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from service.audio import AudioError
 from service.deps import ApiKey, RuntimeDep
-from service.errors import ApiError, from_audio_error
+from service.errors import ApiError, error_responses, from_audio_error
 from service.runtime import ModelChoice
 from service.schemas import BatchItem, BatchResponse, PredictResponse, to_response
 from service.upload import read_uploads
@@ -17,15 +17,30 @@ router = APIRouter(dependencies=[ApiKey], tags=["predict"])
 
 TopK = Annotated[int, Query(ge=1, le=64, description="How many labels to list in `top_k`")]
 Segments = Annotated[bool, Query(description="Add per-window results with start/end times")]
+# What the decoder reads; a client that cannot tell may send application/octet-stream.
+AUDIO_TYPES = ["audio/wav", "audio/x-wav", "audio/flac", "audio/ogg", "audio/mpeg", "application/octet-stream"]
+BINARY = {"type": "string", "format": "binary"}
+
+
+def _form(field: str, schema: dict) -> dict:
+    return {"schema": {"type": "object", "required": [field], "properties": {field: schema}},
+            "encoding": {field: {"contentType": ", ".join(AUDIO_TYPES)}}}
+
+
 AUDIO_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
-    "audio/*": {"schema": {"type": "string", "format": "binary"}},
-}}}
-ERRORS = {s: {"description": d, "content": {"application/json": {"example": {"error": {"code": c, "message": "..."}}}}}
-          for s, d, c in [(400, "No usable audio", "missing_audio"), (401, "API key needed", "unauthorized"),
-                          (413, "Upload or clip too large", "upload_too_large"),
-                          (415, "Not audio", "unsupported_audio"), (503, "Overloaded or model missing", "overloaded")]}
+    "multipart/form-data": _form("file", BINARY), **{t: {"schema": BINARY} for t in AUDIO_TYPES}}}}
+# maxItems is SER_MAX_BATCH_FILES, filled in per app by `limit_batch_files`.
+BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": _form("files", {"type": "array", "items": BINARY, "minItems": 1})}}}
+ONE_CLIP_ERRORS = error_responses("request", "clip", "auth", "model")
+BATCH_ERRORS = error_responses("request", "auth", "model")
+
+
+def limit_batch_files(openapi: dict, max_files: int) -> dict:
+    """Write the app's SER_MAX_BATCH_FILES into the batch body's schema."""
+    form = openapi["paths"]["/predict/batch"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    form["schema"]["properties"]["files"]["maxItems"] = max_files
+    return openapi
 
 
 async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool):
@@ -33,7 +48,7 @@ async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoic
     return to_response(await runtime.answer(data, choice), top_k=top_k, segments=segments)
 
 
-@router.post("/predict", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ERRORS)
+@router.post("/predict", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
 async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                   top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
     """Emotion of one clip. `model=auto`: the student answers, and the teacher when the
@@ -41,19 +56,14 @@ async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "a
     return await _predict_one(request, runtime, model, top_k, segments)
 
 
-@router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ERRORS)
+@router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
 async def predict_teacher(request: Request, runtime: RuntimeDep,
                           top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
     """Emotion of one clip from the teacher alone (slower, more accurate)."""
     return await _predict_one(request, runtime, "teacher", top_k, segments)
 
 
-BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
-
-
-@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=ERRORS)
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=BATCH_ERRORS)
 async def predict_batch(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                         top_k: TopK = 3, segments: Segments = False) -> BatchResponse:
     """Several clips (multipart field `files`, repeated); a bad file gets its own error entry."""
