@@ -34,7 +34,8 @@ class ErrorSpec:
     status: int
     kinds: tuple[str, ...]
     summary: str
-    example: str   # a message the service really gave (numbers are the default settings')
+    example: str   # a message the service really gives, with the default settings (tests/service/test_openapi.py)
+    headers: tuple[tuple[str, str], ...] = ()   # (name, description) of headers sent with it
 
 
 ERRORS: dict[str, ErrorSpec] = {
@@ -46,7 +47,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "empty_audio": ErrorSpec(400, ("clip",), "The file is empty or decodes to no samples",
                              "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file"),
     "truncated_audio": ErrorSpec(400, ("clip",), "The file is cut short",
-                                 "the WAV file has no complete data chunk"),
+                                 "the WAV file is truncated: its header announces 32000 bytes of audio "
+                                 "but only 156 are present"),
     "audio_too_short": ErrorSpec(400, ("clip",), "The clip is too short to classify",
                                  "the clip lasts 0.050 s; at least 0.1 s is needed"),
     "invalid_audio": ErrorSpec(400, ("clip",), "The audio holds NaN or infinite samples",
@@ -64,14 +66,15 @@ ERRORS: dict[str, ErrorSpec] = {
                                         "content type 'text/plain' is not accepted; send multipart/form-data "
                                         "with a 'file' field, or a raw body with an audio/* content type"),
     "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
-                                   "the file is not audio that can be decoded (WAV, FLAC, OGG/Vorbis, OGG/Opus, "
-                                   "MP3): Format not recognised."),
+                                   "could not decode the audio (Format not recognised.); "
+                                   "accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3"),
     "invalid_parameter": ErrorSpec(422, ("request",), "A query parameter is out of range",
                                    "query.top_k: Input should be less than or equal to 64"),
     "internal_error": ErrorSpec(500, ("any",), "A bug; the server log has the details",
                                 "unexpected RuntimeError; see the server log"),
     "overloaded": ErrorSpec(503, ("model",), "Too many requests waiting; retry after `Retry-After` seconds",
-                            "the service is at capacity; retry shortly"),
+                            "the service is at capacity; retry shortly",
+                            headers=(("Retry-After", "Seconds to wait before retrying; sent with `overloaded`"),)),
     "teacher_unavailable": ErrorSpec(503, ("model",), "The teacher was asked for and is not loaded",
                                      "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student"),
     "not_ready": ErrorSpec(503, ("model", "ready"), "The models are still loading",
@@ -104,9 +107,9 @@ def error_responses(*kinds: str) -> dict[int, dict]:
         examples = {c: {"summary": s.summary, "value": error_body(c, s.example)} for c, s in specs.items()}
         responses[status] = {"model": ErrorResponse, "description": "; ".join(f"`{c}`: {s.summary}" for c, s in specs.items()),
                              "content": {"application/json": {"examples": examples}}}
-        if status == 503:
-            responses[status]["headers"] = {"Retry-After": {
-                "description": "Seconds to wait before retrying; sent with `overloaded`", "schema": {"type": "integer"}}}
+        headers = {name: {"description": d, "schema": {"type": "integer"}} for s in specs.values() for name, d in s.headers}
+        if headers:
+            responses[status]["headers"] = headers
     return responses
 
 

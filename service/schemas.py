@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import ErrorBody
 from service.runtime import Answer
+
+# Real answers to a real clip (scripts/openapi_examples.py writes them; a test keeps them true).
+EXAMPLES = json.loads((Path(__file__).resolve().parent / "static" / "openapi-examples.json").read_text())
 
 
 class LabelScore(BaseModel):
@@ -31,8 +36,9 @@ class Segment(BaseModel):
 
 
 class PredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["predict"]]})
     label: str = Field(examples=["angry"])
-    confidence: float = Field(description="Calibrated probability of `label`", examples=[0.83])
+    confidence: float = Field(description="Calibrated probability of `label`")
     probabilities: dict[str, float] = Field(description="Calibrated probability of every label")
     top_k: list[LabelScore]
     model: ModelRef
@@ -49,6 +55,7 @@ class BatchItem(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["batch"]]})
     results: list[BatchItem]
 
 

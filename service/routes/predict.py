@@ -52,21 +52,31 @@ async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoic
 async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                   top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
     """Emotion of one clip. `model=auto`: the student answers, and the teacher when the
-    student's calibrated confidence is below SER_FALLBACK_THRESHOLD."""
+    student's calibrated confidence is below SER_FALLBACK_THRESHOLD.
+
+    `curl -F file=@03-01-05-01-01-01-01.flac http://127.0.0.1:8000/predict`, or the raw
+    bytes: `curl --data-binary @clip.flac -H 'Content-Type: audio/flac' .../predict`."""
     return await _predict_one(request, runtime, model, top_k, segments)
 
 
 @router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
 async def predict_teacher(request: Request, runtime: RuntimeDep,
                           top_k: TopK = 3, segments: Segments = False) -> PredictResponse:
-    """Emotion of one clip from the teacher alone (slower, more accurate)."""
+    """Emotion of one clip from the teacher alone (slower, more accurate); 503
+    `teacher_unavailable` when the service runs student-only.
+
+    `curl -F file=@03-01-05-01-01-01-01.flac http://127.0.0.1:8000/predict/teacher`"""
     return await _predict_one(request, runtime, "teacher", top_k, segments)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=BATCH_ERRORS)
 async def predict_batch(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                         top_k: TopK = 3, segments: Segments = False) -> BatchResponse:
-    """Several clips (multipart field `files`, repeated); a bad file gets its own error entry."""
+    """Several clips, at most SER_MAX_BATCH_FILES (multipart field `files`, repeated), answered
+    in order. A file that cannot be used gets its own `error` entry and the rest are still
+    answered; overload and a missing teacher fail the whole request.
+
+    `curl -F files=@a.flac -F files=@b.wav http://127.0.0.1:8000/predict/batch`"""
     uploads = await read_uploads(request, "files", max_files=runtime.settings.max_batch_files)
     items = []
     for name, data in uploads:

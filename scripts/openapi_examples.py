@@ -1,0 +1,42 @@
+"""Write the OpenAPI document's response examples from a real clip and the shipped models.
+
+    .venv/bin/python scripts/openapi_examples.py [clip.flac]
+
+The service's answers to one real RAVDESS clip (angry, actor 01), alone and in a batch beside
+a PNG, become `service/static/openapi-examples.json`; tests/service/test_openapi.py checks
+that they still match what the shipped student answers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIP = ROOT / ".." / "shared" / "data" / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac"
+OUT = ROOT / "service" / "static" / "openapi-examples.json"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)   # a file that is not audio
+
+
+def collect_examples(clip: Path) -> dict:
+    """The service's real answers: /predict?top_k=3 and /predict/batch with the clip and a PNG."""
+    audio = clip.read_bytes()
+    with TestClient(create_app(Settings(intra_op_threads=1, inter_op_threads=1))) as c:
+        one = c.post("/predict", files={"file": (clip.name, audio, "audio/flac")})
+        batch = c.post("/predict/batch", files=[("files", (clip.name, audio, "audio/flac")),
+                                                ("files", ("cover.png", PNG, "image/png"))])
+    for r in (one, batch):
+        r.raise_for_status()
+    return {"clip": clip.name, "predict": one.json(), "batch": batch.json()}
+
+
+if __name__ == "__main__":
+    clip = Path(sys.argv[1]) if len(sys.argv) > 1 else CLIP
+    OUT.write_text(json.dumps(collect_examples(clip), indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)} from {clip.name}")
