@@ -98,13 +98,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(student: Bundle, teacher: Bundle | None = None, timeout_s: float = 60):
-    """`ser serve` in a subprocess on a free 127.0.0.1 port; yields (base url, process) once
-    /readyz answers, and kills the process afterwards."""
+def running_server(student: Bundle, teacher: Bundle | None = None, timeout_s: float = 60,
+                   settings: dict[str, str] | None = None):
+    """`ser serve` in a subprocess on a free 127.0.0.1 port, with more SER_ `settings` if given;
+    yields (base url, process) once /readyz answers, and kills the process afterwards."""
     port = free_port()
     env = {**os.environ, "SER_STUDENT_BUNDLE": str(student.path),
            "SER_TEACHER_BUNDLE": str(teacher.path) if teacher else "/nonexistent"}
     env.pop("SER_API_KEY", None)
+    env.update(settings or {})
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
