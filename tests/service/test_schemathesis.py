@@ -31,7 +31,7 @@ def schemathesis_command(base: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_schemathesis_finds_the_server_true_to_its_contract():
+def test_schemathesis_finds_the_server_true_to_its_contract(tmp_path):
     bundles = [load_bundle(ROOT / "models" / role) for role in ("student", "teacher")]
     with running_server(*bundles, settings={"SER_API_KEY": KEY}) as (base, proc):
         # Drain the access log: a full pipe would block the server mid-run.
@@ -39,7 +39,8 @@ def test_schemathesis_finds_the_server_true_to_its_contract():
         env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.service.schemathesis_hooks", "PYTHONPATH": str(ROOT),
                "NO_COLOR": "1"}
         t0 = time.monotonic()
-        run = subprocess.run(schemathesis_command(base), cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        # cwd: schemathesis keeps a .schemathesis/ cache in its working folder
+        run = subprocess.run(schemathesis_command(base), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
         seconds = time.monotonic() - t0
     out = run.stdout[-20_000:] + run.stderr[-5_000:]
     assert run.returncode == 0, out
