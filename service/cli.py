@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=4, help="k-fold by speaker (the shipped models come from fold 0)")
     p.add_argument("--backbone", help="teacher backbone: whisper-base (default) or whisper-tiny.en (built in), a hub id or a local folder")
     p.add_argument("--config", type=Path, help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student, cross)")
+    p.add_argument("--run-folds", type=int, nargs="+", metavar="I",
+                   help="train and score only these folds (0-based) of the k: a quicker, noisier estimate")
     p.add_argument("--final", action="store_true",
                    help="after the k folds, train the models to ship on every speaker (in OUT/final/bundles)")
     p.set_defaults(func=_torch_command("pipeline"))

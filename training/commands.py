@@ -105,7 +105,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from training.pipeline import PipelineConfig, run_pipeline_command
 
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
-    cfg = PipelineConfig(**{**overrides, "folds": args.folds, "backbone": args.backbone or
+    cfg = PipelineConfig(**{**overrides, "folds": args.folds, "run_folds": args.run_folds, "backbone": args.backbone or
                             overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed,
                             "val_speakers": args.val_speakers})
     kw = {"meta_dir": args.meta} if args.meta else {}

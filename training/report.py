@@ -22,8 +22,9 @@ def pooled(reports: list[dict]) -> dict:
     return classification_report(y_true, y_pred, labels)
 
 
-def write_summary(out: Path, folds: list[dict]) -> dict:
-    summary = {"folds": [{"fold": f["fold"], "test_speakers": f["test_speakers"],
+def write_summary(out: Path, folds: list[dict], k: int | None = None) -> dict:
+    """summary.json and report.md over the folds that ran (`k`: how many the split has)."""
+    summary = {"k": k or len(folds), "folds": [{"fold": f["fold"], "test_speakers": f["test_speakers"],
                           **{m: {k: f[m][k] for k in ("n", "accuracy", "ua", "macro_f1")} for m in MODELS}}
                          for f in folds]}
     for m in MODELS:
@@ -81,6 +82,12 @@ def sets_markdown(sets: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scope(summary: dict) -> str:
+    """"4-fold", or "1 of 4 folds" when only some folds ran."""
+    done, k = len(summary["folds"]), summary["k"]
+    return f"{k}-fold" if done == k else f"{done} of {k} folds"
+
+
 # bundle folder -> the k-fold summary entry that estimates it
 ESTIMATES = {"teacher": "teacher", "teacher-int8": "teacher", "student": "student", "student-int8": "student"}
 
@@ -91,7 +98,7 @@ def write_final(final: Path, result: dict, summary: dict) -> dict:
     from export.cards import model_card
     from service.bundle import write_bundle
 
-    k = len(summary["folds"])
+    k = scope(summary)
     for bundle in sorted((final / "bundles").iterdir()):
         meta = json.loads((bundle / "bundle.json").read_text())
         est = summary[ESTIMATES[bundle.name]]
@@ -102,8 +109,8 @@ def write_final(final: Path, result: dict, summary: dict) -> dict:
                                               "macro_f1_pooled": est["pooled"]["macro_f1"]},
                            "cross_corpus_ua": cross}
         meta["extra"]["comparison"] = "\n".join([
-            "", f"## Expected score ({k}-fold estimate of this recipe, speakers never seen)",
-            f"UA {est['pooled']['ua']:.3f} pooled over {est['pooled']['n']} clips ({k}-fold mean "
+            "", f"## Expected score ({k} estimate of this recipe, speakers never seen)",
+            f"UA {est['pooled']['ua']:.3f} pooled over {est['pooled']['n']} clips (mean over folds "
             f"{est['ua_mean']:.3f} ± {est['ua_std']:.3f}); accuracy {est['pooled']['accuracy']:.3f}, macro-F1 "
             f"{est['pooled']['macro_f1']:.3f}. The k-fold models were trained on fewer speakers than this one.",
             *[f"\nThis model on another corpus ({n}, never trained on): UA {ua:.3f}." for n, ua in cross.items()], ""])
@@ -119,9 +126,9 @@ def comparison(fold: dict, s: dict) -> str:
             f"{s[m]['ua_mean']:.3f} ± {s[m]['ua_std']:.3f} | {s[m]['pooled']['ua']:.3f} |" for m in MODELS]
     return "\n".join([
         "", "## Teacher, student alone and distilled student (same test speakers)",
-        f"| model | UA | accuracy | macro-F1 | UA, {len(s['folds'])}-fold mean ± sd | UA, pooled over folds |",
+        f"| model | UA | accuracy | macro-F1 | UA, {scope(s)} mean ± sd | UA, pooled over folds |",
         "|---|---|---|---|---|---|", *rows,
-        f"\nDistillation gain (distilled − alone), {len(s['folds'])}-fold by speaker: per fold "
+        f"\nDistillation gain (distilled − alone), {scope(s)} by speaker: per fold "
         + ", ".join(f"{g:+.3f}" for g in s["kd_gain"]["per_fold"])
         + f"; mean {s['kd_gain']['mean']:+.3f}; pooled {s['kd_gain']['pooled']:+.3f}.", ""])
 
@@ -140,8 +147,8 @@ def annotate_cards(fold_dir: Path, fold: dict, s: dict) -> None:
 
 def markdown(s: dict) -> str:
     lines = ["# Pipeline report", "",
-             f"{len(s['folds'])}-fold cross-validation by speaker: every clip is tested once, by models "
-             "that never saw its speaker. UA = unweighted accuracy (mean per-class recall).", "",
+             f"{scope(s)} of a cross-validation by speaker: every clip of the folds that ran is tested once, "
+             "by models that never saw its speaker. UA = unweighted accuracy (mean per-class recall).", "",
              "| fold | test speakers | clips | teacher UA | student alone UA | distilled student UA | KD gain |",
              "|---|---|---|---|---|---|---|"]
     for f in s["folds"]:

@@ -111,3 +111,9 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     before = (kd / "student.pt").stat().st_mtime_ns
     run_pipeline(records, out, cfg, transfer)
     assert (kd / "history.json").exists() and (kd / "student.pt").stat().st_mtime_ns != before
+
+
+def test_a_partial_run_says_how_many_folds_ran():
+    from training.report import scope
+    assert scope({"folds": [{}] * 4, "k": 4}) == "4-fold"
+    assert scope({"folds": [{}], "k": 4}) == "1 of 4 folds"
