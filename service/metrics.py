@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+
+# Off unless wanted: a `*_created` series per counter and histogram doubles what is scraped and
+# says only when the process started. prometheus_client's own switch brings them back:
+# PROMETHEUS_DISABLE_CREATED_SERIES=false.
+if "PROMETHEUS_DISABLE_CREATED_SERIES" not in os.environ:
+    disable_created_metrics()
 
 # Fine at the low end: the student answers in a few ms, and a p99 must be readable there.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
