@@ -8,18 +8,20 @@ from starlette.datastructures import UploadFile
 from service.errors import ApiError
 
 RAW_TYPES = ("audio/", "application/octet-stream")
-ACCEPTED = "multipart/form-data with a 'file' field, or a raw body with an audio/* content type"
+ACCEPTED = "multipart/form-data with the audio in a file field, or a raw body with an audio/* content type"
 
 
-async def read_uploads(request: Request, field: str, max_files: int) -> list[tuple[str, bytes]]:
-    """[(filename, bytes)] from the request; 400/415 JSON errors when there is no audio."""
+async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
+    """[(filename, bytes)] of the files in any of the multipart `fields` (or the raw audio body);
+    400/415 JSON errors when there is no audio."""
     ctype = request.headers.get("content-type", "").lower()
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=max_files, max_fields=max_files + 8)
-        uploads = [v for v in form.getlist(field) if isinstance(v, UploadFile)]
+        uploads = [v for k, v in form.multi_items() if k in fields and isinstance(v, UploadFile)]   # form order
         if not uploads:
-            raise ApiError(400, "missing_audio", f"no '{field}' file field in the form; send {ACCEPTED}")
-        return [(u.filename or f"{field}{i}", await u.read()) for i, u in enumerate(uploads)]
+            names = " or ".join(f"'{f}'" for f in fields)
+            raise ApiError(400, "missing_audio", f"the form has no file in a {names} field; send {ACCEPTED}")
+        return [(u.filename or f"{fields[0]}{i}", await u.read()) for i, u in enumerate(uploads)]
     if ctype.startswith(RAW_TYPES):
         body = await request.body()
         if not body:

@@ -44,7 +44,7 @@ def limit_batch_files(openapi: dict, max_files: int) -> dict:
 
 
 async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool):
-    [(_, data)] = await read_uploads(request, "file", max_files=1)
+    [(_, data)] = await read_uploads(request, ("file",), max_files=1)
     return to_response(await runtime.answer(data, choice), top_k=top_k, segments=segments)
 
 
@@ -72,12 +72,13 @@ async def predict_teacher(request: Request, runtime: RuntimeDep,
 @router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=BATCH_ERRORS)
 async def predict_batch(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                         top_k: TopK = 3, segments: Segments = False) -> BatchResponse:
-    """Several clips, at most SER_MAX_BATCH_FILES (multipart field `files`, repeated), answered
-    in order. A file that cannot be used gets its own `error` entry and the rest are still
-    answered; overload and a missing teacher fail the whole request.
+    """Several clips, at most SER_MAX_BATCH_FILES (multipart field `files`, repeated; `file`
+    fields are taken too), answered in form order. A file that cannot be used gets its own
+    `error` entry and the rest are still answered; overload and a missing teacher fail the
+    whole request.
 
     `curl -F files=@a.flac -F files=@b.wav http://127.0.0.1:8000/predict/batch`"""
-    uploads = await read_uploads(request, "files", max_files=runtime.settings.max_batch_files)
+    uploads = await read_uploads(request, ("files", "file"), max_files=runtime.settings.max_batch_files)
     items = []
     for name, data in uploads:
         try:
