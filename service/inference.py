@@ -11,6 +11,7 @@ from service.audio import SAMPLE_RATE, windows_for
 from service.bundle import Bundle, BundleError
 
 MAX_BATCH = 32   # windows per session.run; bounds peak memory for long clips
+PROBABILITY_DIGITS = 4   # what answers carry: float32 logits hold no more than that of meaning
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,11 @@ class Prediction:
     window_probs: np.ndarray     # (W, C), calibrated per-window probabilities
     window_starts: np.ndarray    # (W,) seconds from the start of the clip
     window_s: float
+
+
+def rounded(p: float) -> float:
+    """A probability as answers report it."""
+    return round(float(p), PROBABILITY_DIGITS)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import ErrorBody
+from service.inference import rounded
 from service.runtime import Answer
 
 # Real answers to a real clip (scripts/openapi_examples.py writes them; a test keeps them true).
@@ -89,12 +90,12 @@ def to_response(a: Answer, *, top_k: int, segments: bool) -> PredictResponse:
     segs = None
     if segments:
         segs = [Segment(start_s=round(float(s), 3), end_s=round(min(float(s) + p.window_s, a.duration_s), 3),
-                        label=b.labels[int(w.argmax())], confidence=float(w.max()),
-                        probabilities={n: float(v) for n, v in zip(b.labels, w)})
+                        label=b.labels[int(w.argmax())], confidence=rounded(w.max()),
+                        probabilities={n: rounded(v) for n, v in zip(b.labels, w)})
                 for s, w in zip(p.window_starts, p.window_probs)]
     return PredictResponse(
-        label=p.label, confidence=p.confidence, probabilities=p.probabilities,
-        top_k=[LabelScore(label=n, probability=v) for n, v in ranked],
+        label=p.label, confidence=rounded(p.confidence), probabilities={n: rounded(v) for n, v in p.probabilities.items()},
+        top_k=[LabelScore(label=n, probability=rounded(v)) for n, v in ranked],
         model=ModelRef(name=b.name, version=b.version, role=b.role, precision=b.precision),
         fell_back=a.fell_back, duration_s=round(a.duration_s, 4), inference_ms=round(a.inference_ms, 3),
         segments=segs,
