@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from service.errors import install_error_handlers
 from service.middleware import RequestContext
@@ -23,8 +24,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
         yield
 
-    app = FastAPI(title="speech-emotion-distill", version="0.1.0", lifespan=lifespan,
-                  description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
+    # /docs and /redoc with their JS and CSS served from the installed package, not a CDN:
+    # they work offline and in closed networks.
+    app = FastAPIOffline(title="speech-emotion-distill", version="0.1.0", lifespan=lifespan, static_url="/docs-assets",
+                         description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(predict.router)
