@@ -348,6 +348,7 @@ def test_cli_trains_in_one_process(backbone_dirs, tmp_path):
     assert (out / "best" / "teacher.json").is_file() and (out / "split.json").is_file()
 
 
+@pytest.mark.slow   # two torchrun processes start torch and a backbone each: about 35 s on 2 cores
 def test_torchrun_two_processes_on_gloo(backbone_dirs, tmp_path):
     records, split = _write_corpus(tmp_path)
     cfg = tmp_path / "cfg.json"
