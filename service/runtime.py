@@ -12,7 +12,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from service.audio import SAMPLE_RATE, load_audio
-from service.bundle import load_bundle
+from service.bundle import BundleError, load_bundle
 from service.errors import ApiError
 from service.inference import OnnxModel, Prediction
 from service.metrics import Metrics
@@ -70,6 +70,9 @@ class Runtime:
         """Load and warm up the bundles; raises BundleError (fail fast) on a bad bundle."""
         s = self.settings
         threads = dict(intra_threads=s.intra_op_threads, inter_threads=s.inter_op_threads)
+        if not s.student_bundle.is_dir():
+            raise BundleError(f"no student bundle folder at {s.student_bundle.resolve()}: run `ser serve` in the "
+                              "folder that holds models/, or set SER_STUDENT_BUNDLE (or --student)")
         self.student = OnnxModel(load_bundle(s.student_bundle), **threads)
         if s.teacher_bundle is not None and s.teacher_bundle.exists():
             self.teacher = OnnxModel(load_bundle(s.teacher_bundle), **threads)

@@ -7,15 +7,18 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_STUDENT = Path("models/student")
+DEFAULT_TEACHER = Path("models/teacher")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SER_", extra="forbid")
 
-    student_bundle: Path = REPO_MODELS / "student"
-    # The teacher is optional: when this folder does not exist the service runs student-only.
-    teacher_bundle: Path | None = REPO_MODELS / "teacher"
+    # Relative paths resolve from the working directory, not from where the code is installed:
+    # `ser serve` run in a checkout (or in the image's /app) finds models/ there.
+    student_bundle: Path = DEFAULT_STUDENT
+    # The teacher is optional: when this folder does not exist (or is None) the service runs student-only.
+    teacher_bundle: Path | None = DEFAULT_TEACHER
     intra_op_threads: int = Field(1, ge=1, le=64)     # per session; onnxruntime ignores cgroup limits
     inter_op_threads: int = Field(1, ge=1, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
