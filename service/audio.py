@@ -1,7 +1,7 @@
 """The audio front end: bytes or file -> 16 kHz mono float32 -> fixed windows.
 
 One torch-free implementation shared by training, evaluation and serving, so that the
-accuracy measured offline is the accuracy the service gives (DESIGN.md, "Audio front end").
+accuracy measured offline is the accuracy the service gives (docs/design.md, "Audio front end").
 """
 
 from __future__ import annotations
@@ -32,13 +32,16 @@ class AudioError(ValueError):
 
 
 def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
-    """Decode any format libsndfile reads. Returns (samples (N, C) float32, sample rate)."""
+    """Decode any format libsndfile reads. Returns (samples (N, C) float32, sample rate).
+    Raises AudioError for bytes that are not usable audio, FileNotFoundError for a missing file."""
     if isinstance(data, bytes):
         if not data:
             raise AudioError("empty_audio", "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file")
         _check_wav_complete(data)
         source: io.BytesIO | str = io.BytesIO(data)
     else:
+        if not Path(data).is_file():   # libsndfile would only say "System error."
+            raise FileNotFoundError(f"{data}: no such file")
         source = str(data)
     try:
         samples, sr = sf.read(source, dtype="float32", always_2d=True)
