@@ -8,11 +8,15 @@ import sys
 
 import pytest
 
-from tests.helpers import voice, encode
+from tests.helpers import encode, make_manifest_corpus, voice
+
+# Run `ser` as if torch were not installed: an import of it fails as a missing module does.
+WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from service.cli import main; sys.exit(main())"
 
 
-def ser(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, timeout=120)
+def ser(*args: str, without_torch: bool = False) -> subprocess.CompletedProcess:
+    cmd = ["-c", WITHOUT_TORCH, *args] if without_torch else ["-m", "service.cli", *args]
+    return subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=120)
 
 
 def test_help_lists_the_subcommands():
@@ -37,6 +41,33 @@ def test_predict_files(student_bundle, tmp_path, ravdess_clip):
     assert r.returncode == 1   # one file failed
     assert lines[0]["label"] in student_bundle.labels and lines[1]["label"] in student_bundle.labels
     assert "could not decode" in lines[2]["error"]
+
+
+def test_predict_names_a_missing_file(student_bundle, tmp_path):
+    r = ser("predict", str(tmp_path / "missing.wav"), "--bundle", str(student_bundle.path))
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == f"{tmp_path / 'missing.wav'}: no such file"
+
+
+def test_training_command_without_the_training_extras_names_the_extra(tmp_path):
+    """Every subcommand still parses and shows its help; running one that needs torch says what to install."""
+    manifest = make_manifest_corpus(tmp_path / "corpus", speakers=8, seconds=0.5)
+    assert "--epochs" in ser("train", "--help", without_torch=True).stdout
+    r = ser("train", "--corpus", "manifest", "--data", str(manifest), "--out", str(tmp_path / "run"),
+            without_torch=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "'torch' is missing" in r.stderr and "pip install 'speech-emotion-distill[train]'" in r.stderr
+
+
+def test_help_shows_defaults_and_every_argument_has_a_help_text():
+    from service.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"ser {name} {action.dest}: no help text"
+    assert "(default: 8000)" in ser("serve", "--help").stdout
+    assert "(default: 4)" in ser("pipeline", "--help").stdout
 
 
 @pytest.mark.parametrize("cmd", [["export", "--run", "nowhere", "--out", "x"]])

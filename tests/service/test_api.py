@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 import soundfile as sf
@@ -37,7 +38,10 @@ def test_predict_multipart(client, student_bundle):
     body = r.json()
     assert body["label"] in student_bundle.labels
     assert set(body["probabilities"]) == set(student_bundle.labels)
-    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # rounded to 4 digits, as `ser predict` prints them: six roundings move the sum by < 3e-4
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=3e-4)
+    numbers = [body["confidence"], *body["probabilities"].values(), *(s["probability"] for s in body["top_k"])]
+    assert all(round(v, 4) == v for v in numbers), numbers
     assert body["confidence"] == pytest.approx(max(body["probabilities"].values()))
     assert body["model"] == {"name": "tiny-student", "version": "0.1.0", "role": "student", "precision": "float32"}
     assert body["duration_s"] == pytest.approx(1.5, abs=0.01)
@@ -95,6 +99,18 @@ def test_batch_mixes_good_and_bad_files(client):
     assert results[2]["error"]["code"] == "audio_too_short"
 
 
+def test_batch_takes_file_fields_too(client):
+    """`file`, the field /predict takes, works for a batch as well, mixed with `files` in form order."""
+    files = [("file", ("a.wav", wav_bytes(), "audio/wav")), ("files", ("b.wav", wav_bytes(), "audio/wav")),
+             ("file", ("c.wav", wav_bytes(), "audio/wav"))]
+    r = client.post("/predict/batch?model=student", files=files)
+    assert r.status_code == 200, r.text
+    assert [x["filename"] for x in r.json()["results"]] == ["a.wav", "b.wav", "c.wav"]
+    r = client.post("/predict/batch", data={"x": "1"}, files=[("other", ("a.wav", wav_bytes(), "audio/wav"))])
+    assert_error(r, 400, "missing_audio")
+    assert "'files' or 'file'" in r.json()["error"]["message"]
+
+
 def test_models_listing(client, student_bundle, teacher_bundle):
     models = client.get("/v1/models").json()
     assert [m["role"] for m in models] == ["student", "teacher"]
@@ -108,6 +124,18 @@ def test_health_ready_docs(client):
     spec = client.get("/openapi.json").json()
     assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_their_assets_from_the_service(client, page):
+    """No CDN: every script, stylesheet and icon the page names is served by the service itself."""
+    html = client.get(page).text
+    assets = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    assert "http" not in html.replace("http-equiv", "")   # nor a URL built in a script
+    for a in assets:
+        r = client.get(a)
+        assert r.status_code == 200 and len(r.content) > 1000, a
 
 
 BAD_INPUTS = [
@@ -201,6 +229,7 @@ def test_metrics_count_requests(student_bundle):
     assert 'ser_inference_duration_seconds_count{model="student"} 1.0' in text
     assert 'ser_predictions_total{label=' in text and 'ser_audio_duration_seconds_count 1.0' in text
     assert 'ser_model_info{name="tiny-student"' in text and "ser_requests_in_flight" in text
+    assert "_created" not in text   # one creation-time series per metric is noise unless asked for
 
 
 def test_overload_answers_503_with_retry_after(student_bundle):
