@@ -37,7 +37,7 @@ RUN set -eu; \
 WORKDIR /app
 COPY models/ /app/models/
 
-# Settings' defaults point into the source tree, which a non-editable install does not have.
+# The bundle paths are spelled out, although models/ in WORKDIR /app is what the defaults find.
 # onnxruntime sizes its thread pools from the host's cores, not the container's CPU limit,
 # so the threads are always set (raise SER_INTRA_OP_THREADS with --cpus).
 ENV SER_STUDENT_BUNDLE=/app/models/student \

@@ -98,16 +98,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(student: Bundle, teacher: Bundle | None = None, timeout_s: float = 60,
-                   settings: dict[str, str] | None = None):
+def running_server(student: Bundle | None, teacher: Bundle | None = None, timeout_s: float = 60,
+                   settings: dict[str, str] | None = None, *,
+                   ser: tuple[str, ...] = (sys.executable, "-m", "service.cli"), cwd: Path | None = None):
     """`ser serve` in a subprocess on a free 127.0.0.1 port, with more SER_ `settings` if given;
-    yields (base url, process) once /readyz answers, and kills the process afterwards."""
+    yields (base url, process) once /readyz answers, and kills the process afterwards. With
+    `student` None the service finds its bundles itself (models/ in `cwd`)."""
     port = free_port()
-    env = {**os.environ, "SER_STUDENT_BUNDLE": str(student.path),
-           "SER_TEACHER_BUNDLE": str(teacher.path) if teacher else "/nonexistent"}
-    env.pop("SER_API_KEY", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+    if student is not None:
+        env.update(SER_STUDENT_BUNDLE=str(student.path), SER_TEACHER_BUNDLE=str(teacher.path) if teacher else "/nonexistent")
     env.update(settings or {})
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([*ser, "serve", "--port", str(port)], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
