@@ -53,7 +53,7 @@ def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_sil
                 parameters: int, pad: str = "zero", version: str = "0.1.0", temperature: float = 1.0,
                 training: dict | None = None, metrics: dict | None = None,
                 license: dict | None = None, **extra: Any) -> dict:
-    """bundle.json content (DESIGN.md, "Model bundle"); sha256 is filled in by write_bundle."""
+    """bundle.json content (docs/design.md, "Model bundle"); sha256 is filled in by write_bundle."""
     return {
         "name": name, "version": version, "role": role, "labels": list(LABELS),
         "sample_rate": SAMPLE_RATE, "window_s": window_s, "hop_s": hop_s, "trim_silence": trim_silence,

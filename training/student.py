@@ -1,10 +1,10 @@
-"""LiteCNN: the ~0.5M-parameter raw-waveform student (DESIGN.md, "Student").
+"""LiteCNN: the raw-waveform student, 303k parameters as shipped (docs/design.md, "Student").
 
 waveform (B, S) -> per-window normalisation -> learnable Gabor filterbank (strided Conv1d,
 initialised mel-like) -> log energy -> depthwise-separable Conv1d blocks -> bottleneck ->
 adaptive pooling -> MLP -> logits (B, 6). Model code does no I/O.
 
-Why a filterbank front end: the seed's stack of small strided convolutions on raw samples
+Why a filterbank front end: the first design's stack of small strided convolutions on raw samples
 cost ~8 ms per 3 s window and stayed near chance on held-out speakers. A strided complex
 filterbank (time-domain filterbanks, Zeghidour et al. 2018; LEAF) starts from what a mel
 spectrogram knows, stays learnable end to end, and costs a fraction of that.

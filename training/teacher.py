@@ -2,7 +2,7 @@
 
 ``TeacherModel(wav (B, S) float32, 16 kHz) -> logits (B, 6)``. Every bit of feature
 extraction happens inside ``forward``, so the ONNX graph takes raw waveform like every
-other bundle (DESIGN.md, "Model bundle") and the service needs no front end of its own.
+other bundle (docs/design.md, "Model bundle") and the service needs no front end of its own.
 
 Two front ends, picked from ``config.model_type``:
 

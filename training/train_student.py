@@ -29,14 +29,14 @@ class StudentConfig:
     hop_s: float = 1.0            # serving hop between windows of long audio
     trim_silence: bool = True     # leading/trailing silence trimmed in the shared front end
     pad: str = "zero"             # fill short clips with zeros or by repeating them (service.audio.fill)
-    epochs: int = 80              # with augmentation and KD it still improves after 40 (README)
+    epochs: int = 80              # with augmentation and KD it still improves after 40 (docs/experiments.md)
     batch_size: int = 32
     lr: float = 3e-3              # peak of a one-cycle schedule (warm-up then cosine decay)
     weight_decay: float = 1e-2
     alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
     temperature: float = 2.0      # KD softening temperature T
     kd_views: int = 0             # 0: one teacher soft label per clip; V > 0: per fixed augmented crop
-                                  # (measured on RAVDESS fold 0: V=8 lowered UA by 0.04-0.11, see README)
+                                  # (measured on RAVDESS fold 0: V=8 lowered UA by 0.04-0.11, docs/experiments.md)
     augment: bool = True
     speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
     degrade_p: float = 0.0        # fraction of crops degraded like users' audio (training.data.Augment)

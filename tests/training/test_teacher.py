@@ -238,7 +238,7 @@ def test_config_rejects_unknown_keys():
         TeacherConfig.from_dict({"grad_accum": 0})
 
 
-def test_default_backbone_is_the_missions():
+def test_default_backbone_of_a_bare_teacher_config_is_wav2vec2_base():
     assert TeacherConfig().backbone == "facebook/wav2vec2-base"
 
 
