@@ -194,3 +194,16 @@ def test_drag_and_drop_a_file(page):
     assert page.locator("#clip-name").inner_text() == "dropped.wav"
     assert page.locator("#result-label").inner_text().strip().lower() in LABELS
     sync_api.expect(zone).not_to_have_class(re.compile(r"\bdragging\b"))
+
+
+def test_api_docs_render_without_the_internet(browser, base_url):
+    """Swagger UI draws the routes from assets the service serves itself (no CDN, no outside request)."""
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    foreign = []
+    pg.on("request", lambda r: None if r.url.startswith((base_url, "data:")) else foreign.append(r.url))
+    pg.goto(f"{base_url}/docs")
+    pg.locator(".opblock-summary-path", has_text="/predict/batch").wait_for()
+    context.close()
+    assert not foreign, f"/docs loaded outside resources: {foreign}"
