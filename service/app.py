@@ -21,7 +21,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
+        if not runtime.ready:   # `ser serve` loads them before uvicorn starts
+            runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
         yield
 
     # /docs and /redoc with their JS and CSS served from the installed package, not a CDN:

@@ -70,6 +70,8 @@ def sha256_file(path: Path) -> str:
 def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     """Read and validate a bundle folder; with `verify`, check model.onnx against its sha256."""
     root = Path(path)
+    if not root.is_dir():
+        raise BundleError(f"{root.resolve()}: no such bundle folder")
     meta_path, model_path = root / META_FILE, root / MODEL_FILE
     if not meta_path.is_file():
         raise BundleError(f"{meta_path}: missing; a bundle folder holds {MODEL_FILE}, {META_FILE}, {CARD_FILE}")

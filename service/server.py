@@ -35,6 +35,10 @@ class Server(uvicorn.Server):
 
 def serve(settings: Settings, host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning",
+    app = create_app(settings)
+    # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
+    # line from `ser`, not a traceback from inside uvicorn's lifespan handling.
+    app.state.runtime.load()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=DRAIN_S)
     Server(config).run()

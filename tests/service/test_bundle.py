@@ -51,8 +51,11 @@ def test_checksum_mismatch(bundle_copy):
 
 
 def test_missing_files(bundle_copy, tmp_path):
-    with pytest.raises(BundleError, match="bundle.json: missing"):
+    with pytest.raises(BundleError, match=f"{tmp_path / 'nowhere'}: no such bundle folder"):
         load_bundle(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="bundle.json: missing"):
+        load_bundle(tmp_path / "empty")
     (bundle_copy / "model.onnx").unlink()
     with pytest.raises(BundleError, match="model.onnx: missing"):
         load_bundle(bundle_copy)
