@@ -6,16 +6,6 @@ This constant is what training writes into every bundle it makes.
 
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "neutral")
 
-# CREMA-D file-name codes -> label (CREMA-D `AudioWAV/1001_DFA_ANG_XX.wav`).
-CREMAD_CODES: dict[str, str] = {
-    "ANG": "angry",
-    "DIS": "disgust",
-    "FEA": "fear",
-    "HAP": "happy",
-    "SAD": "sad",
-    "NEU": "neutral",
-}
-
 
 def label_index(label: str) -> int:
     """Index of `label` in LABELS; a ValueError names the accepted labels."""

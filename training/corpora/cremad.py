@@ -8,7 +8,7 @@ Raw layout::
 
 A file name is ``<actor>_<sentence>_<emotion>_<level>``: actor 1001-1091, a three-letter
 sentence code (IEO, DFA, ...), the emotion code (ANG, DIS, FEA, HAP, SAD, NEU; see
-``service.labels.CREMAD_CODES``) and the level (LO, MD, HI, or XX = unspecified).
+``EMOTION_CODES``) and the level (LO, MD, HI, or XX = unspecified).
 
 ``meta_dir`` defaults to `root`; the metadata ships separately from the audio (here:
 ``../shared/data/crema-d-meta``), so callers usually pass it. Without
@@ -39,18 +39,21 @@ from pathlib import Path
 
 import soundfile as sf
 
-from service.labels import CREMAD_CODES
 from training.corpora.manifest import raise_problems
 from training.records import Utterance
 
 log = logging.getLogger(__name__)
 
 CORPUS = "cremad"
+# File-name emotion codes -> project label (the codes never leave this adapter).
+EMOTION_CODES: dict[str, str] = {
+    "ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "SAD": "sad", "NEU": "neutral",
+}
 AUDIO_SUFFIXES = (".wav", ".flac")
 LABEL_SOURCES = ("intended", "perceived")
 LEVELS: dict[str, str] = {"LO": "low", "MD": "medium", "HI": "high", "XX": ""}
 # summaryTable.csv vote letters -> label (the first letter of the file-name code).
-VOTE_LETTERS: dict[str, str] = {code[0]: label for code, label in CREMAD_CODES.items()}
+VOTE_LETTERS: dict[str, str] = {code[0]: label for code, label in EMOTION_CODES.items()}
 DEMOGRAPHICS = "VideoDemographics.csv"
 SUMMARY = "summaryTable.csv"
 
@@ -80,13 +83,13 @@ def prepare_cremad(root: str | Path, *, meta_dir: str | Path | None = None,
         if m is None:
             problems.append(f"{p.name}: expected <actor 4 digits>_<sentence>_<emotion>_<level>, "
                             "e.g. 1001_DFA_ANG_XX.wav")
-        elif m[3] not in CREMAD_CODES:
+        elif m[3] not in EMOTION_CODES:
             problems.append(f"{p.name}: emotion code {m[3]!r}; expected one of "
-                            f"{', '.join(CREMAD_CODES)}")
+                            f"{', '.join(EMOTION_CODES)}")
         elif m[4] not in LEVELS:
             problems.append(f"{p.name}: level {m[4]!r}; expected one of {', '.join(LEVELS)}")
         else:
-            clips.append((p, m[1], CREMAD_CODES[m[3]], LEVELS[m[4]]))
+            clips.append((p, m[1], EMOTION_CODES[m[3]], LEVELS[m[4]]))
     raise_problems(audio_dir, problems)
 
     sexes = _read_sexes(meta, required=meta_dir is not None)
