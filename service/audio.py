@@ -41,7 +41,7 @@ def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
         source: io.BytesIO | str = io.BytesIO(data)
     else:
         if not Path(data).is_file():   # libsndfile would only say "System error."
-            raise FileNotFoundError(f"{data}: no such file")
+            raise FileNotFoundError(f"{data}: {'not a file' if Path(data).exists() else 'no such file'}")
         source = str(data)
     try:
         samples, sr = sf.read(source, dtype="float32", always_2d=True)
