@@ -25,6 +25,14 @@ def test_help_lists_the_subcommands():
         assert cmd in out
 
 
+def test_without_the_training_and_export_packages_ser_still_serves():
+    """The serving image holds service/ only: the other layers' entry points are skipped."""
+    code = ("import sys; sys.modules['training'] = sys.modules['export'] = None; "
+            "from service.cli import build_parser; print(' '.join(build_parser()._subparsers._group_actions[0].choices))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout
+    assert out.split() == ["serve", "predict"]
+
+
 def test_serving_commands_do_not_import_torch():
     code = ("import sys; from service.cli import build_parser; from service.app import create_app; "
             "import service.inference; assert 'torch' not in sys.modules, 'torch imported'")
