@@ -1,17 +1,34 @@
 """The export layer's `ser` subcommand: export. Registered through the `ser.commands` entry
-point (pyproject.toml); building the parser imports no torch."""
+point (pyproject.toml); building the parser imports no torch, running the command does."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from service.cli import HelpFormatter
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.commands import cmd_export
-    return cmd_export(args)
+    from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info
+    from training.records import read_records
+    from training.splits import apply_split, read_split
+    from training.train_student import load_student
+
+    run = Path(args.run)
+    if not (run / "student" / "student.pt").is_file():
+        raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
+    model, cfg = load_student(run / "student" / "student.pt")
+    parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
+    window = cfg.window()
+    info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
+    bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
+                                window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,
+                                eval_dir=run / "eval" / Path(args.out).name)
+    print(f"wrote {bundle.path}: test UA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}, "
+          f"T={bundle.temperature:.2f}, sha256 {bundle.sha256[:12]}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

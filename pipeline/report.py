@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.cards import model_card
+from service.bundle import write_bundle
 from training.metrics import classification_report
 
 MODELS = ("teacher", "student_alone", "student")
@@ -95,9 +97,6 @@ ESTIMATES = {"teacher": "teacher", "teacher-int8": "teacher", "student": "studen
 def write_final(final: Path, result: dict, summary: dict) -> dict:
     """Cards and bundle.json of the final models: their k-fold estimate (they have no test set)
     and their own scores on the cross corpora."""
-    from export.cards import model_card
-    from service.bundle import write_bundle
-
     k = scope(summary)
     for bundle in sorted((final / "bundles").iterdir()):
         meta = json.loads((bundle / "bundle.json").read_text())
@@ -135,9 +134,6 @@ def comparison(fold: dict, s: dict) -> str:
 
 def annotate_cards(fold_dir: Path, fold: dict, s: dict) -> None:
     """Write the comparison into the model card of every bundle of the shipped fold."""
-    from export.cards import model_card
-    from service.bundle import write_bundle
-
     for bundle in sorted((fold_dir / "bundles").iterdir()):
         meta = json.loads((bundle / "bundle.json").read_text())
         meta["extra"]["comparison"] = comparison(fold, s)

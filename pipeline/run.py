@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from export.bundles import export_fold_bundles
+from pipeline.report import write_final, write_summary
 from service.audio import SAMPLE_RATE, windows_for
 from training.data import Augment, augmented_crop, load_clips, view_rng
 from training.records import Utterance, read_records, write_records
@@ -60,8 +62,6 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
                  final: bool = False) -> dict:
     """k folds (the recipe's estimate), then with `final` the models to ship, trained on every
     speaker but the validation ones."""
-    from training.report import write_final, write_summary
-
     out.mkdir(parents=True, exist_ok=True)
     write_records(records, out / "records.csv")
     (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -84,7 +84,6 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
              students: tuple[str, ...] = ("student_alone", "student_kd")) -> dict:
     """Teacher, students, bundles and their scores for one split (the first split written to
     fold/split.json is kept, so a resumed run trains on the same speakers)."""
-    from export.bundles import export_fold_bundles
     from training.robustness import evaluate_sets, robustness_sets
 
     fold.mkdir(exist_ok=True)

@@ -25,12 +25,12 @@ def test_help_lists_the_subcommands():
         assert cmd in out
 
 
-def test_without_the_training_and_export_packages_ser_still_serves():
+def test_without_the_torch_layers_ser_still_serves():
     """The serving image holds service/ only: the other layers' entry points are skipped."""
     code = ("import sys\n"
             "class Absent:  # the import system's answer for a package that is not installed\n"
             "    def find_spec(self, name, path, target=None):\n"
-            "        if name in ('training', 'export'):\n"
+            "        if name in ('training', 'export', 'pipeline'):\n"
             "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
             "sys.meta_path.insert(0, Absent())\n"
             "from service.cli import build_parser\n"

@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import running_server, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export"]
+SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export", "pipeline"]
 
 
 def run(*cmd, **kw) -> str:

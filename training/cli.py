@@ -1,4 +1,4 @@
-"""The training layer's `ser` subcommands: train, evaluate, pipeline, convert-whisper.
+"""The training layer's `ser` subcommands: train, evaluate, convert-whisper.
 
 Registered through the `ser.commands` entry point (pyproject.toml). Building the parser
 imports no torch: each command imports its module when it runs.
@@ -37,20 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--part", default="test", choices=["train", "val", "test"], help="which speakers to evaluate on")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/BUNDLE_NAME)")
     p.set_defaults(func=_run("evaluate"), needs_extra="train")
-
-    p = sub.add_parser("pipeline", formatter_class=HelpFormatter,
-                       help="split -> teacher -> student alone -> distilled student -> bundles -> report")
-    corpus_args(p)
-    p.add_argument("--folds", type=int, default=4, help="k-fold by speaker (the shipped models come from fold 0)")
-    p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
-                                      "local folder (default: the config's, else PipelineConfig.backbone)")
-    p.add_argument("--config", type=Path,
-                   help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student, cross)")
-    p.add_argument("--run-folds", type=int, nargs="+", metavar="I",
-                   help="train and score only these folds (0-based) of the k: a quicker, noisier estimate")
-    p.add_argument("--final", action="store_true",
-                   help="after the k folds, train the models to ship on every speaker (in OUT/final/bundles)")
-    p.set_defaults(func=_run("pipeline"), needs_extra="train")
 
     p = sub.add_parser("convert-whisper", formatter_class=HelpFormatter,
                        help="convert a packaged Whisper (CTranslate2) to a transformers checkpoint")

@@ -1,5 +1,5 @@
-"""The torch-side `ser` subcommands: train, export, evaluate, pipeline, convert-whisper.
-Imported only when used.
+"""The training layer's `ser` subcommands: train, evaluate, convert-whisper (parsers in
+training/cli.py). Imported only when used.
 
 A run folder (`--out runs/NAME`) is the hand-off between stages:
     records.csv   every utterance of the corpus (typed records)
@@ -49,25 +49,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info
-    from training.train_student import load_student
-
-    run = Path(args.run)
-    if not (run / "student" / "student.pt").is_file():
-        raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
-    model, cfg = load_student(run / "student" / "student.pt")
-    parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
-    window = cfg.window()
-    info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
-    bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
-                                window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,
-                                eval_dir=run / "eval" / Path(args.out).name)
-    print(f"wrote {bundle.path}: test UA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}, "
-          f"T={bundle.temperature:.2f}, sha256 {bundle.sha256[:12]}")
-    return 0
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import bundle_probs, report_from_probs, write_report
 
@@ -99,21 +80,6 @@ def checkpoint_probs(path: Path, records: list):
         model, w = load_teacher(path), served_window(path)
     return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
                          w["trim_silence"], w["pad"])
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from training.pipeline import PipelineConfig, run_pipeline_command
-
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
-    cfg = PipelineConfig(**{**overrides, "folds": args.folds, "run_folds": args.run_folds, "backbone": args.backbone or
-                            overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed,
-                            "val_speakers": args.val_speakers})
-    kw = {"meta_dir": args.meta} if args.meta else {}
-    summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, final=args.final, **kw)
-    print((Path(args.out) / "report.md").read_text())
-    where = "final/bundles (trained on every speaker)" if args.final else "fold0/bundles"
-    print(f"pipeline finished in {summary['seconds']} s; bundles in {args.out}/{where}")
-    return 0
 
 
 def cmd_convert_whisper(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from training.corpora import prepare_manifest
 from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs
 from training.evaluate import predict_probs
-from training.pipeline import PipelineConfig, run_pipeline
+from pipeline.run import PipelineConfig, run_pipeline
 from training.records import Utterance
 from training.splits import apply_split, read_split
 from training.teacher import load_teacher

@@ -8,7 +8,7 @@ import pytest
 from training.calibrate import fit_temperature, utterance_probs
 from training.metrics import classification_report, expected_calibration_error
 from training.records import Utterance
-from training.report import pooled
+from pipeline.report import pooled
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "neutral")
 
