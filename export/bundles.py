@@ -18,27 +18,27 @@ from service.audio import load_audio, windows_for
 from service.bundle import Bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
+from training.corpora import read_corpus_info
 from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
 
 TOLERANCE = {"student": 1e-4, "teacher": 1e-3}   # max |delta logit| torch vs onnxruntime
-RAVDESS_LICENSE = {"weights": "CC BY-NC-SA 4.0 (trained on RAVDESS: non-commercial, share-alike)",
-                   "data": "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391), CC BY-NC-SA 4.0"}
 SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 
 def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, window: dict,
-                  parts: dict[str, list[Utterance]], training: dict, description: str, eval_dir: Path,
-                  version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict | None]:
+                  parts: dict[str, list[Utterance]], training: dict, license: dict, description: str,
+                  eval_dir: Path, version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict | None]:
     """Export `model`, check parity on real audio, fit the temperature on the val speakers,
     evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
-    is None for a split without test speakers (a model trained on every speaker)."""
+    is None for a split without test speakers (a model trained on every speaker). `license`:
+    the training corpus's terms for the data and the weights (`read_corpus_info`)."""
     parity = np.concatenate([windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
                                          window["trim_silence"], window.get("pad", "zero"))[0]
                              for r in (parts["test"] or parts["val"])[:3]])
     n_params = sum(p.numel() for p in model.parameters())
     meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
-                       license=RAVDESS_LICENSE, **window)
+                       license=license, **window)
     exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
     onnx_model = OnnxModel(exported, intra_threads=threads)
     calibration = fit_temperature(window_logits(onnx_model, parts["val"]), parts["val"])
@@ -81,20 +81,23 @@ def split_info(fold: Path, parts: dict) -> dict:
 
 
 def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: dict[str, Path]) -> dict:
-    """All bundles of one pipeline fold (or of the final models) and their test reports
-    (None where the split has no test speakers)."""
+    """All bundles of one pipeline fold, RUN/foldK (or of the final models, RUN/final), and their
+    test reports (None where the split has no test speakers). The corpus's name and licence
+    come from the run (RUN/corpus.json)."""
     from training.teacher import load_teacher
     from training.train_student import load_student
     from training.train_teacher import served_window
 
     info = split_info(fold, parts)
+    corpus = read_corpus_info(fold.parent)
     reports = {}
     tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
     window = served_window(teacher_dir)
     description = teacher_description(tcfg["backbone"])
     reports["teacher"] = _cached(fold, "teacher", lambda out: export_bundle(
         load_teacher(teacher_dir).eval(), out, role="teacher", name=f"{Path(tcfg['backbone']).name}-ser",
-        window=window, parts=parts, training={**info, "config": tcfg}, description=description,
+        window=window, parts=parts, training={**info, "config": tcfg}, license=corpus["license"],
+        description=description,
         eval_dir=fold / "eval" / "teacher"))
     reports["teacher_int8"] = _cached(fold, "teacher-int8", lambda out: export_quantized(
         fold / "bundles" / "teacher", out, parts, fold / "eval" / "teacher-int8",
@@ -104,13 +107,18 @@ def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: di
         window = scfg.window()
         out_name = "student" if key == "student_kd" else key
         reports[out_name] = _cached(fold, out_name, lambda out: export_bundle(
-            model, out, role="student", name="litecnn-ravdess", window=window, parts=parts,
+            model, out, role="student", name=student_name(corpus), window=window, parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
+            license=corpus["license"],
             description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
     reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
         fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
         STUDENT_DESCRIPTION + INT8_NOTE["student"]))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
+
+
+def student_name(corpus: dict) -> str:
+    return f"litecnn-{corpus['name']}"
 
 
 def _cached(fold: Path, name: str, make) -> dict | None:

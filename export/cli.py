@@ -11,7 +11,8 @@ from service.cli import HelpFormatter
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info
+    from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
+    from training.corpora import read_corpus_info
     from training.records import read_records
     from training.splits import apply_split, read_split
     from training.train_student import load_student
@@ -23,8 +24,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
     window = cfg.window()
     info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
-    bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name, version=args.version,
-                                window=window, parts=parts, training=info, description=STUDENT_DESCRIPTION,
+    corpus = read_corpus_info(run)
+    bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name or student_name(corpus),
+                                version=args.version, window=window, parts=parts, training=info,
+                                license=corpus["license"], description=STUDENT_DESCRIPTION,
                                 eval_dir=run / "eval" / Path(args.out).name)
     print(f"wrote {bundle.path}: test UA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}, "
           f"T={bundle.temperature:.2f}, sha256 {bundle.sha256[:12]}")
@@ -36,6 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="run folder written by `ser train`")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/student")
-    p.add_argument("--name", default="litecnn-ravdess", help="bundle name")
+    p.add_argument("--name", help="bundle name (default: litecnn-CORPUS, the run's corpus)")
     p.add_argument("--version", default="0.1.0", help="bundle version")
     p.set_defaults(func=cmd_export, needs_extra="train")

@@ -49,8 +49,9 @@ class PipelineConfig:
     val_speakers: int = 2             # per fold, drawn from the non-test speakers (early stopping, calibration)
     alpha: float = 0.5                # distillation: weight of the hard-label loss
     kd_temperature: float = 4.0
-    transfer: bool = True             # RAVDESS: calm/surprised clips of the training speakers as an
-                                      # unlabeled KD transfer set (teacher soft labels only)
+    transfer: bool = True             # the clips the corpus adapter offers beyond the six classes (RAVDESS:
+                                      # calm, surprised) of the training speakers, as an unlabeled KD
+                                      # transfer set (teacher soft labels only)
     teacher: dict = field(default_factory=dict)    # TeacherConfig overrides
     student: dict = field(default_factory=dict)    # StudentConfig overrides
     cross: dict = field(default_factory=dict)      # name -> manifest CSV of another corpus that
@@ -193,16 +194,16 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
 
 def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, final: bool = False,
                          **corpus_kw) -> dict:
-    from training.corpora import prepare_corpus
+    from training.corpora import adapter, prepare_corpus, write_corpus_info
 
     t0 = time.time()
     run = Path(out)
     records = read_records(run / "records.csv") if (run / "records.csv").exists() else \
         prepare_corpus(corpus, data, **corpus_kw)
-    transfer = []
-    if cfg.transfer and corpus == "ravdess":
-        from training.corpora.ravdess import ravdess_transfer_clips
-        transfer = ravdess_transfer_clips(data)
+    run.mkdir(parents=True, exist_ok=True)
+    write_corpus_info(run, corpus, data)   # the name and licence export writes into the bundles
+    offered = adapter(corpus).transfer
+    transfer = offered(data) if cfg.transfer and offered else []
     cross = {name: prepare_corpus("manifest", path, corpus=name) for name, path in cfg.cross.items()}
     summary = run_pipeline(records, run, cfg, transfer, cross, final=final)
     summary["seconds"] = round(time.time() - t0)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from service.cli import HelpFormatter
-from training.corpora import ADAPTERS
+from training.corpora import CORPORA
 
 
 def _run(name: str):
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def corpus_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", default="ravdess", choices=sorted(ADAPTERS), help="corpus adapter")
+    p.add_argument("--corpus", default="ravdess", choices=sorted(CORPORA), help="corpus adapter")
     p.add_argument("--data", default="../shared/data/ravdess", help="corpus folder (manifest: the CSV file)")
     p.add_argument("--meta", help="CREMA-D metadata folder (VideoDemographics.csv, summaryTable.csv)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/ravdess")

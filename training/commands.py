@@ -3,6 +3,7 @@ training/cli.py). Imported only when used.
 
 A run folder (`--out runs/NAME`) is the hand-off between stages:
     records.csv   every utterance of the corpus (typed records)
+    corpus.json   the corpus's name and licence, which its bundles carry
     split.json    the speaker-independent split (seed, speakers, counts)
     student/      student.pt, config.json, history.json
     eval/<name>/  metrics.json, report.md, confusion.png
@@ -15,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from training.corpora import prepare_corpus
+from training.corpora import prepare_corpus, write_corpus_info
 from training.records import read_records, write_records
 from training.splits import apply_split, read_split, split_by_speaker, write_split
 
@@ -31,6 +32,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
     split = split_by_speaker(records, val_speakers=args.val_speakers, test_speakers=args.test_speakers, seed=args.seed)
     write_records(records, run / "records.csv")
     write_split(split, run / "split.json")
+    write_corpus_info(run, args.corpus, args.data)
     return records, split
 
 

@@ -14,7 +14,9 @@ from tests.helpers import make_manifest_corpus
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_manifest_corpus(tmp_path_factory.mktemp("corpus"))
+    manifest = make_manifest_corpus(tmp_path_factory.mktemp("corpus"))
+    (manifest.parent / "LICENSE").write_text("\nCC0 1.0\n\nThe full text of the licence ...\n")
+    return manifest
 
 
 def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
@@ -23,9 +25,13 @@ def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
                  "--epochs", "1", "--val-speakers", "2", "--test-speakers", "2"]) == 0
     split = json.loads((run / "split.json").read_text())
     assert len(split["speakers"]["test"]) == 2 and not set(split["speakers"]["test"]) & set(split["speakers"]["train"])
-    assert main(["export", "--run", str(run), "--out", str(bundle_dir), "--name", "tiny"]) == 0
+    assert main(["export", "--run", str(run), "--out", str(bundle_dir)]) == 0
     b = load_bundle(bundle_dir)
     assert b.role == "student" and b.metrics["test"]["n"] == 12 and b.temperature > 0
+    # the corpus's name and licence come from the run, as its adapter described them
+    assert b.name == "litecnn-manifest" and b.training["data"] == "manifest"
+    assert b.license["data"].startswith("CC0 1.0 (LICENSE of the corpus)") and "CC0 1.0" in b.license["weights"]
+    assert "RAVDESS" not in (bundle_dir / "MODEL_CARD.md").read_text()
     assert b.extra["parity_max_abs_logit_diff"] <= 1e-4 and "calibration" in b.extra
     assert "Metrics on the test speakers" in (bundle_dir / "MODEL_CARD.md").read_text()
     assert main(["evaluate", "--bundle", str(bundle_dir), "--run", str(run)]) == 0

@@ -14,7 +14,8 @@ from service.labels import LABELS
 from tests.helpers_corpora import (CREMAD_META_DIR, RAVDESS_DIR, cremad_stems, make_cremad,
                                    make_cremad_meta, make_ravdess, ravdess_name,
                                    write_empty_wav, write_manifest, write_noise)
-from training.corpora import prepare_corpus, prepare_cremad, prepare_manifest, prepare_ravdess
+from training.corpora import (CORPORA, prepare_corpus, prepare_cremad, prepare_manifest, prepare_ravdess,
+                              read_corpus_info, write_corpus_info)
 from training.records import read_records, write_records
 
 needs_ravdess = pytest.mark.skipif(not (RAVDESS_DIR / "manifest.csv").is_file(),
@@ -332,3 +333,38 @@ def test_prepare_corpus_errors(tmp_path):
     with pytest.raises(ValueError, match="corpus 'ravdess' has no option meta_dir; "
                                          "expected calm_as_neutral"):
         prepare_corpus("ravdess", tmp_path, meta_dir=tmp_path)
+
+
+# --- what an adapter says about its corpus --------------------------------------------------
+
+@pytest.mark.parametrize("name,terms", [("ravdess", "CC BY-NC-SA 4.0"), ("cremad", "Open Database License 1.0")])
+def test_each_adapter_states_its_licence(name, terms):
+    lic = CORPORA[name].license(None)
+    assert set(lic) == {"data", "weights"} and terms in lic["data"] and lic["weights"]
+
+
+def test_a_manifest_corpus_states_its_licence_in_a_file_beside_it(tmp_path):
+    csv_path = tmp_path / "manifest.csv"
+    assert "not stated" in CORPORA["manifest"].license(csv_path)["data"]
+    (tmp_path / "LICENSE.txt").write_text("  \nCC BY 4.0, Example Lab 2026\nfull text\n")
+    lic = CORPORA["manifest"].license(csv_path)
+    assert lic["data"] == "CC BY 4.0, Example Lab 2026 (LICENSE.txt of the corpus)" and "CC BY 4.0" in lic["weights"]
+
+
+def test_only_ravdess_offers_transfer_clips(tmp_path):
+    assert [n for n, c in CORPORA.items() if c.transfer] == ["ravdess"]
+    make_ravdess(tmp_path / "r", actors=(1,))
+    transfer = CORPORA["ravdess"].transfer(tmp_path / "r")
+    assert transfer and not {r.id for r in transfer} & {r.id for r in prepare_ravdess(tmp_path / "r")}
+
+
+def test_a_run_records_its_corpus(tmp_path):
+    make_ravdess(tmp_path / "r", actors=(1,))
+    (tmp_path / "run").mkdir()
+    info = write_corpus_info(tmp_path / "run", "ravdess", tmp_path / "r")
+    assert read_corpus_info(tmp_path / "run") == info == {"name": "ravdess", "license": CORPORA["ravdess"].license(None)}
+    # a run made before corpus.json existed: the corpus is read off its records
+    old = tmp_path / "old"
+    old.mkdir()
+    write_records(prepare_ravdess(tmp_path / "r"), old / "records.csv")
+    assert read_corpus_info(old)["license"] == info["license"]

@@ -3,41 +3,80 @@
     prepare_corpus("ravdess", "../shared/data/ravdess")
     prepare_corpus("cremad", "/data/CREMA-D", meta_dir="../shared/data/crema-d-meta")
     prepare_corpus("manifest", "my_corpus/manifest.csv")
+
+An adapter owns everything about its corpus: the layout, the label codes, the licence that
+bundles trained on it must carry, and any extra clips it can offer for distillation. A run
+folder records the corpus it was made from in `corpus.json` (`write_corpus_info`), which
+export reads back (`read_corpus_info`); nothing downstream branches on a corpus name.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from training.corpora.cremad import prepare_cremad
-from training.corpora.manifest import prepare_manifest
-from training.corpora.ravdess import prepare_ravdess
-from training.records import Utterance
+from training.corpora.cremad import cremad_license, prepare_cremad
+from training.corpora.manifest import manifest_license, prepare_manifest
+from training.corpora.ravdess import prepare_ravdess, ravdess_license, ravdess_transfer_clips
+from training.records import Utterance, read_records
+
+CORPUS_FILE = "corpus.json"   # in a run folder: {"name": ..., "license": {"data": ..., "weights": ...}}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    prepare: Callable[..., list[Utterance]]          # (root, **options) -> records
+    license: Callable[[str | Path | None], dict]     # root -> {"data": ..., "weights": ...}
+    # Unlabeled clips of the corpus outside the six classes (root -> records), which a distilled
+    # student can learn from through the teacher's soft labels; None: the corpus has none.
+    transfer: Callable[[str | Path], list[Utterance]] | None = None
+
 
 # name -> adapter; for "manifest" the root is the CSV file itself.
-ADAPTERS: dict[str, Callable[..., list[Utterance]]] = {
-    "ravdess": prepare_ravdess,
-    "cremad": prepare_cremad,
-    "manifest": prepare_manifest,
+CORPORA: dict[str, Corpus] = {
+    "ravdess": Corpus(prepare_ravdess, ravdess_license, ravdess_transfer_clips),
+    "cremad": Corpus(prepare_cremad, cremad_license),
+    "manifest": Corpus(prepare_manifest, manifest_license),
 }
+
+
+def adapter(name: str) -> Corpus:
+    try:
+        return CORPORA[name]
+    except KeyError:
+        raise ValueError(f"unknown corpus {name!r}; expected one of {', '.join(CORPORA)}") from None
 
 
 def prepare_corpus(name: str, root: str | Path, **kw) -> list[Utterance]:
     """Run the adapter called `name` on `root`; `kw` go to that adapter."""
-    try:
-        adapter = ADAPTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown corpus {name!r}; "
-                         f"expected one of {', '.join(ADAPTERS)}") from None
-    options = [p.name for p in inspect.signature(adapter).parameters.values()
+    prepare = adapter(name).prepare
+    options = [p.name for p in inspect.signature(prepare).parameters.values()
                if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(kw) - set(options))
     if unknown:
         raise ValueError(f"corpus {name!r} has no option {', '.join(unknown)}; "
                          f"expected {', '.join(options) or 'none'}")
-    return adapter(root, **kw)
+    return prepare(root, **kw)
 
 
-__all__ = ["ADAPTERS", "prepare_corpus", "prepare_cremad", "prepare_manifest", "prepare_ravdess"]
+def write_corpus_info(run: Path, name: str, root: str | Path) -> dict:
+    """Record in the run folder which corpus it was made from, and that corpus's licence."""
+    info = {"name": name, "license": adapter(name).license(root)}
+    (Path(run) / CORPUS_FILE).write_text(json.dumps(info, indent=2))
+    return info
+
+
+def read_corpus_info(run: Path) -> dict:
+    """The run's corpus.json; for a run made before it was written, what its records.csv tells."""
+    path = Path(run) / CORPUS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    name = read_records(Path(run) / "records.csv")[0].corpus
+    return {"name": name, "license": adapter(name if name in CORPORA else "manifest").license(None)}
+
+
+__all__ = ["CORPORA", "Corpus", "adapter", "prepare_corpus", "prepare_cremad", "prepare_manifest", "prepare_ravdess",
+           "read_corpus_info", "write_corpus_info"]

@@ -45,6 +45,11 @@ from training.records import Utterance
 log = logging.getLogger(__name__)
 
 CORPUS = "cremad"
+LICENSE: dict[str, str] = {
+    "data": "CREMA-D (Cao, Cooper, Keutmann, Gur, Nenkova & Verma 2014, IEEE Trans. Affective Computing), "
+            "Open Database License 1.0, contents under the Database Contents License 1.0",
+    "weights": "trained on CREMA-D (ODbL 1.0): check the ODbL's terms for works produced from the database",
+}
 # File-name emotion codes -> project label (the codes never leave this adapter).
 EMOTION_CODES: dict[str, str] = {
     "ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "SAD": "sad", "NEU": "neutral",
@@ -59,6 +64,10 @@ SUMMARY = "summaryTable.csv"
 
 _NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 _SMALL = 1024  # bytes; only files this small are opened to look for empty audio
+
+
+def cremad_license(root: str | Path | None = None) -> dict[str, str]:
+    return dict(LICENSE)
 
 
 def prepare_cremad(root: str | Path, *, meta_dir: str | Path | None = None,

@@ -11,6 +11,9 @@ Raw layout::
 - ``sex`` (optional): ``male`` | ``female`` | empty (unknown); used to balance splits.
 - ``id`` (optional): a stable unique id; defaults to ``path`` as written.
 
+A ``LICENSE`` (or ``LICENSE.txt``) file beside the CSV states the corpus's licence: its first
+line goes into the model card of every bundle trained on it.
+
 Records: corpus ``manifest`` (or the `corpus` argument), id ``<corpus>:<id>``, speaker
 ``<corpus>:<speaker>``, absolute path. Every bad row is collected first; one ValueError then
 lists the first few with their row numbers (row 1 is the header).
@@ -27,6 +30,7 @@ from training.records import Utterance
 REQUIRED_COLUMNS = ("path", "label", "speaker")
 SEXES = ("male", "female", "")
 MAX_LISTED = 5  # problems quoted in an error message
+LICENSE_FILES = ("LICENSE", "LICENSE.txt")
 
 
 def prepare_manifest(csv_path: str | Path, *, corpus: str = "manifest") -> list[Utterance]:
@@ -85,6 +89,18 @@ def prepare_manifest(csv_path: str | Path, *, corpus: str = "manifest") -> list[
                                  corpus=corpus, sex=sex))
     raise_problems(csv_path, problems)
     return records
+
+
+def manifest_license(csv_path: str | Path | None = None) -> dict[str, str]:
+    """The corpus's licence: the first line of a LICENSE (or LICENSE.txt) file beside the CSV."""
+    folder = Path(csv_path).parent if csv_path else None
+    found = next((f for f in (folder / n for n in LICENSE_FILES) if f.is_file()), None) if folder else None
+    if found is None:
+        return {"data": f"not stated (no {' or '.join(LICENSE_FILES)} file beside the manifest)",
+                "weights": "not stated: the training data's licence terms apply"}
+    first = next((line.strip() for line in found.read_text().splitlines() if line.strip()), "")
+    return {"data": f"{first} ({found.name} of the corpus)",
+            "weights": f"trained on data under: {first}; its terms apply"}
 
 
 def raise_problems(where: str | Path, problems: list[str]) -> None:

@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 
 CORPUS = "ravdess"
 AUDIO_SUFFIXES = (".wav", ".flac")
+# What a bundle trained on RAVDESS must say about its data and, through it, its weights.
+LICENSE: dict[str, str] = {
+    "data": "RAVDESS (Livingstone & Russo 2018, PLoS ONE 13(5): e0196391), CC BY-NC-SA 4.0",
+    "weights": "CC BY-NC-SA 4.0 (trained on RAVDESS: non-commercial, share-alike)",
+}
 
 # RAVDESS emotion names (as in the manifest) by file-name code.
 EMOTION_CODES: dict[str, str] = {
@@ -101,6 +106,10 @@ def prepare_ravdess(root: str | Path, *, calm_as_neutral: bool = False) -> list[
     log.info("ravdess: %d clips, %d actors from %s", len(records),
              len({r.speaker for r in records}), root)
     return records
+
+
+def ravdess_license(root: str | Path | None = None) -> dict[str, str]:
+    return dict(LICENSE)
 
 
 def ravdess_transfer_clips(root: str | Path) -> list[Utterance]:
