@@ -53,9 +53,9 @@ STATE_FILE = "trainer_state.pt"
 
 @dataclass
 class TeacherConfig:
-    # The mission's default teacher (DESIGN.md, "Teacher"): Wav2Vec2ForSequenceClassification,
-    # ~95M params. Any hub id or local folder of a wav2vec2 / HuBERT / WavLM / Whisper model;
-    # offline, a Whisper tiny.en converted by training.whisper_convert.
+    # A bare config's backbone: Wav2Vec2ForSequenceClassification, ~95M params. Any hub id or
+    # local folder of a wav2vec2 / HuBERT / WavLM / Whisper model; `ser pipeline` passes its own
+    # default, a packaged Whisper converted offline by training.whisper_convert (docs/design.md).
     backbone: str = "facebook/wav2vec2-base"
     window_s: float = 3.0         # model input length (s); also the serving window
     hop_s: float = 1.0            # serving hop between windows of long audio

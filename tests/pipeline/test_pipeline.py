@@ -50,6 +50,9 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         assert b.role == ("teacher" if name == "teacher" else "student") and b.temperature > 0
         assert (out / "fold0" / "eval" / name / "confusion.png").exists()
         assert b.pad == ("repeat" if name == "teacher" else "zero")   # each model served as it was trained
+        # the corpus's name and licence come from the run (its records here), none is baked into export
+        assert "RAVDESS" not in json.dumps(b.license) and b.license["data"].startswith("not stated")
+    assert load_bundle(out / "fold0" / "bundles" / "student").name == "litecnn-manifest"
     for fold in ("fold0", "fold1"):
         train = set(json.loads((out / fold / "split.json").read_text())["speakers"]["train"])
         used = {n: json.loads((out / fold / n / "transfer.json").read_text())["clips"] for n in ("student_kd", "student_alone")}
