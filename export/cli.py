@@ -12,16 +12,15 @@ from service.cli import HelpFormatter
 
 def cmd_export(args: argparse.Namespace) -> int:
     from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
+    from training.commands import run_parts
     from training.corpora import read_corpus_info
-    from training.records import read_records
-    from training.splits import apply_split, read_split
     from training.train_student import load_student
 
     run = Path(args.run)
     if not (run / "student" / "student.pt").is_file():
         raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
     model, cfg = load_student(run / "student" / "student.pt")
-    parts = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
+    parts = run_parts(run)
     window = cfg.window()
     info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
     corpus = read_corpus_info(run)

@@ -84,7 +84,8 @@ def test_help_shows_defaults_and_every_argument_has_a_help_text():
     assert "(default: 4)" in ser("pipeline", "--help").stdout
 
 
-@pytest.mark.parametrize("cmd", [["export", "--run", "nowhere", "--out", "x"]])
+@pytest.mark.parametrize("cmd", [["export", "--run", "nowhere", "--out", "x"],
+                                 ["evaluate", "--run", "nowhere", "--bundle", "models/student"]])
 def test_missing_run_folder_is_a_clear_error(cmd, tmp_path):
     r = ser(*cmd[:2], str(tmp_path / "nowhere"), *cmd[3:])
     assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr

@@ -36,6 +36,15 @@ def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
     return records, split
 
 
+def run_parts(run: Path) -> dict[str, list]:
+    """The records of each part (train / val / test) of a run folder made by `ser train`."""
+    missing = [f for f in ("records.csv", "split.json") if not (run / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run}: no {' or '.join(missing)}; not a run folder (make one with "
+                                f"`ser train --out {run}`)")
+    return apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.data import load_clips
     from training.train_student import StudentConfig, train_student
@@ -55,7 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import bundle_probs, report_from_probs, write_report
 
     run = Path(args.run)
-    records = apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))[args.part]
+    records = run_parts(run)[args.part]
     target = args.bundle or args.checkpoint
     probs = bundle_probs(args.bundle, records) if args.bundle else checkpoint_probs(Path(args.checkpoint), records)
     rep = report_from_probs(probs, records)
