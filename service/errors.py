@@ -42,8 +42,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "invalid_request": ErrorSpec(400, ("request",), "The multipart body cannot be parsed, or holds too many files",
                                  "Too many files. Maximum number of files is 16."),
     "missing_audio": ErrorSpec(400, ("request",), "The request holds no audio",
-                               "no 'file' file field in the form; send multipart/form-data with a 'file' field, "
-                               "or a raw body with an audio/* content type"),
+                               "the form has no file in a 'file' field; send multipart/form-data with the audio "
+                               "in a 'file' field, or a raw body with an audio/* content type"),
     "empty_audio": ErrorSpec(400, ("clip",), "The file is empty or decodes to no samples",
                              "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file"),
     "truncated_audio": ErrorSpec(400, ("clip",), "The file is cut short",
@@ -64,7 +64,7 @@ ERRORS: dict[str, ErrorSpec] = {
                                 "the clip lasts 75.0 s; at most 60 s is accepted"),
     "unsupported_media_type": ErrorSpec(415, ("request",), "The body is neither multipart nor audio",
                                         "content type 'text/plain' is not accepted; send multipart/form-data "
-                                        "with a 'file' field, or a raw body with an audio/* content type"),
+                                        "with the audio in a 'file' field, or a raw body with an audio/* content type"),
     "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
                                    "could not decode the audio (Format not recognised.); "
                                    "accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3"),

@@ -8,25 +8,25 @@ from starlette.datastructures import UploadFile
 from service.errors import ApiError
 
 RAW_TYPES = ("audio/", "application/octet-stream")
-ACCEPTED = "multipart/form-data with the audio in a file field, or a raw body with an audio/* content type"
 
 
 async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
     """[(filename, bytes)] of the files in any of the multipart `fields` (or the raw audio body);
     400/415 JSON errors when there is no audio."""
     ctype = request.headers.get("content-type", "").lower()
+    names = " or ".join(f"'{f}'" for f in fields)
+    accepted = f"multipart/form-data with the audio in a {names} field, or a raw body with an audio/* content type"
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=max_files, max_fields=max_files + 8)
         uploads = [v for k, v in form.multi_items() if k in fields and isinstance(v, UploadFile)]   # form order
         if not uploads:
-            names = " or ".join(f"'{f}'" for f in fields)
-            raise ApiError(400, "missing_audio", f"the form has no file in a {names} field; send {ACCEPTED}")
+            raise ApiError(400, "missing_audio", f"the form has no file in a {names} field; send {accepted}")
         return [(u.filename or f"{fields[0]}{i}", await u.read()) for i, u in enumerate(uploads)]
     if ctype.startswith(RAW_TYPES):
         body = await request.body()
         if not body:
-            raise ApiError(400, "missing_audio", f"the request body is empty; send {ACCEPTED}")
+            raise ApiError(400, "missing_audio", f"the request body is empty; send {accepted}")
         return [("body", body)]
     if not ctype or ctype.startswith("application/x-www-form-urlencoded"):   # a form with fields but no file
-        raise ApiError(400, "missing_audio", f"the request has no audio; send {ACCEPTED}")
-    raise ApiError(415, "unsupported_media_type", f"content type {ctype!r} is not accepted; send {ACCEPTED}")
+        raise ApiError(400, "missing_audio", f"the request has no audio; send {accepted}")
+    raise ApiError(415, "unsupported_media_type", f"content type {ctype!r} is not accepted; send {accepted}")
