@@ -117,6 +117,6 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
 
 
 def test_a_partial_run_says_how_many_folds_ran():
-    from training.report import scope
+    from pipeline.report import scope
     assert scope({"folds": [{}] * 4, "k": 4}) == "4-fold"
     assert scope({"folds": [{}], "k": 4}) == "1 of 4 folds"
