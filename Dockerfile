@@ -40,7 +40,7 @@ COPY models/ /app/models/
 # The bundle paths are spelled out, although models/ in WORKDIR /app is what the defaults find.
 # onnxruntime sizes its thread pools from the host's cores, not the container's CPU limit,
 # so the threads are always set (raise SER_INTRA_OP_THREADS with --cpus).
-ENV SER_STUDENT_BUNDLE=/app/models/student \
+ENV SER_STUDENT_BUNDLE=/app/models/student-int8 \
     SER_TEACHER_BUNDLE=/app/models/teacher \
     SER_INTRA_OP_THREADS=1 \
     SER_INTER_OP_THREADS=1 \

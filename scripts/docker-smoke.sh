@@ -8,9 +8,9 @@
 #
 # Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), PORT (default
 # 18000), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only
-# used when models/student does not exist: default .venv/bin/python, else python3).
+# used when models/student-int8 does not exist: default .venv/bin/python, else python3).
 #
-# When models/student does not exist yet, a tiny temporary bundle (tests/helpers.make_bundle,
+# When models/student-int8 does not exist yet, a tiny temporary bundle (tests/helpers.make_bundle,
 # needs the train extras) is written into a staged copy of the build context, never into
 # models/ itself, so a bundle being exported there meanwhile is never touched.
 set -euo pipefail
@@ -50,17 +50,17 @@ fi
 
 # -- build context -------------------------------------------------------------------------
 context=$repo
-if [ ! -e models/student ]; then
+if [ ! -e models/student-int8 ]; then
     staged=$(mktemp -d /tmp/ser-smoke-context.XXXXXX)
-    say "models/student does not exist: staging the context in $staged with a tiny temporary student"
+    say "models/student-int8 does not exist: staging the context in $staged with a tiny temporary student"
     cp -a Dockerfile .dockerignore pyproject.toml README.md service "$staged/"
     mkdir -p "$staged/models"
     [ -d models ] && cp -a models/. "$staged/models/"
     "$PYTHON" -c 'import sys; from pathlib import Path; from tests.helpers import make_bundle; make_bundle(Path(sys.argv[1]))' \
-        "$staged/models/student"
+        "$staged/models/student-int8"
     context=$staged
-elif [ ! -f models/student/bundle.json ]; then
-    echo "models/student exists but has no bundle.json (an export in progress?); not building" >&2
+elif [ ! -f models/student-int8/bundle.json ]; then
+    echo "models/student-int8 exists but has no bundle.json (an export in progress?); not building" >&2
     exit 1
 fi
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ TRIM_TOP_DB = 40.0            # frames this far below the loudest frame count as
 MIN_LAST_WINDOW = 0.5         # keep a final partial window holding >= this fraction of a window
 PAD_MODES = ("zero", "repeat")   # how audio shorter than a window is filled up to it
 
+# Bounds on what is decoded at all (see load_audio): memory and work stay bounded per request.
+MIN_SAMPLE_RATE = 4_000       # below this no speech band is left
+MAX_SAMPLE_RATE = 384_000     # the highest rate audio interfaces record at
+MAX_CHANNELS = 32
+BLOCK_VALUES = 1 << 18        # samples x channels decoded per step: 1 MB of float32
+HEADER_SLACK_S = 1.0          # MP3/OGG lengths in a header are estimates; the exact limit applies while decoding
+UNKNOWN_LENGTH = 1 << 62      # libsndfile reports SF_COUNT_MAX frames for a stream without a length
+FORMATS = "WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3"
+
 
 class AudioError(ValueError):
     """Audio that cannot be used; `code` is the stable API error code."""
@@ -31,9 +41,13 @@ class AudioError(ValueError):
         self.message = message
 
 
-def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
-    """Decode any format libsndfile reads. Returns (samples (N, C) float32, sample rate).
-    Raises AudioError for bytes that are not usable audio, FileNotFoundError for a missing file."""
+def open_audio(data: bytes | str | Path) -> sf.SoundFile:
+    """Open any format libsndfile reads, reading only its header; the caller closes it.
+
+    Refuses formats the front end cannot decode within bounded memory and work: sample
+    rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], more than MAX_CHANNELS channels, and
+    streams that do not declare their length. A path that is not a file raises FileNotFoundError.
+    """
     if isinstance(data, bytes):
         if not data:
             raise AudioError("empty_audio", "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file")
@@ -44,17 +58,15 @@ def decode(data: bytes | str | Path) -> tuple[np.ndarray, int]:
             raise FileNotFoundError(f"{data}: {'not a file' if Path(data).exists() else 'no such file'}")
         source = str(data)
     try:
-        samples, sr = sf.read(source, dtype="float32", always_2d=True)
+        f = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(
-            "unsupported_audio",
-            # error_string: libsndfile's reason without the "Error opening <BytesIO object at 0x...>" prefix
-            f"could not decode the audio ({getattr(e, 'error_string', e)}); "
-            "accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3",
-        ) from e
-    if samples.shape[0] == 0:
-        raise AudioError("empty_audio", "the file decodes to zero samples")
-    return samples, int(sr)
+        raise _undecodable(e) from e
+    try:
+        _check_layout(f)
+    except AudioError:
+        f.close()
+        raise
+    return f
 
 
 def _check_wav_complete(data: bytes) -> None:
@@ -77,17 +89,48 @@ def _check_wav_complete(data: bytes) -> None:
     raise AudioError("truncated_audio", "the WAV file has no complete data chunk")
 
 
+def _undecodable(e: Exception) -> AudioError:
+    # error_string: libsndfile's reason without the "Error opening <BytesIO object at 0x...>" prefix
+    return AudioError("unsupported_audio", f"could not decode the audio ({getattr(e, 'error_string', e)}); "
+                                           f"accepted formats: {FORMATS}")
+
+
+def _check_layout(f: sf.SoundFile) -> None:
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError("unsupported_audio", f"sample rate {f.samplerate} Hz; accepted: "
+                                              f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+    if not 1 <= f.channels <= MAX_CHANNELS:
+        raise AudioError("unsupported_audio", f"{f.channels} channels; accepted: 1 to {MAX_CHANNELS}")
+    if f.frames >= UNKNOWN_LENGTH:
+        raise AudioError("unsupported_audio", "the stream does not declare its length (a FLAC written "
+                                              "while streaming?); send a file with a complete header")
+
+
+def mono_blocks(f: sf.SoundFile, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode an open file block by block: yields (n,) float32 mono blocks of at most
+    BLOCK_VALUES decoded values each. Raises audio_too_long as soon as more than
+    `max_frames` frames have been decoded, so a length that lies stops here."""
+    block, seen = max(1, BLOCK_VALUES // f.channels), 0
+    while True:
+        try:
+            x = f.read(block, dtype="float32", always_2d=True)   # (n, C)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise _undecodable(e) from e
+        if not len(x):
+            return
+        seen += len(x)
+        if max_frames is not None and seen > max_frames:
+            raise _too_long(f"more than {max_frames / f.samplerate:.1f} s", max_frames / f.samplerate)
+        yield to_mono(x)
+
+
+def _too_long(lasts: str, limit_s: float) -> AudioError:
+    return AudioError("audio_too_long", f"the clip lasts {lasts}; at most {limit_s:g} s is accepted")
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """(N, C) or (N,) -> (N,) float32, the mean of the channels."""
     return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
-
-
-def resample(x: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    if sr == target:
-        return x
-    if sr <= 0:
-        raise AudioError("unsupported_audio", f"invalid sample rate {sr} Hz")
-    return soxr.resample(x, sr, target, quality="HQ").astype(np.float32, copy=False)
 
 
 def trim_bounds(x: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_TOP_DB) -> tuple[int, int]:
@@ -104,6 +147,8 @@ def trim_bounds(x: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_TOP_D
     rms = np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
     db = 20 * np.log10(rms)
     loud = np.flatnonzero(db > db.max() - top_db)
+    if not len(loud):   # energies overflowed float32 (samples near 1e38): nothing to compare, keep all
+        return 0, len(x)
     start, end = int(loud[0]) * frame, (int(loud[-1]) + 1) * frame
     if end - start < MIN_DURATION_S * sr:   # never trim a clip down to nothing
         return 0, len(x)
@@ -116,17 +161,41 @@ def trim_silence(x: np.ndarray, sr: int = SAMPLE_RATE, top_db: float = TRIM_TOP_
 
 
 def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None) -> np.ndarray:
-    """Decode -> mono -> 16 kHz float32 (N,). Raises AudioError with a stable code."""
-    samples, sr = decode(data)
-    duration = samples.shape[0] / sr
-    if duration < MIN_DURATION_S:
-        raise AudioError("audio_too_short", f"the clip lasts {duration:.3f} s; at least {MIN_DURATION_S} s is needed")
-    if max_duration_s is not None and duration > max_duration_s:
-        raise AudioError("audio_too_long", f"the clip lasts {duration:.1f} s; at most {max_duration_s:g} s is accepted")
-    x = resample(to_mono(samples), sr)
+    """Decode -> mono -> 16 kHz float32 (N,). Raises AudioError with a stable code.
+
+    Decoding and resampling run block by block, so memory is bounded by the 16 kHz mono
+    output (64 kB per second) plus one block, whatever the file claims: a header that
+    declares more than `max_duration_s` (with HEADER_SLACK_S for estimated lengths) is
+    refused before decoding, and decoding stops once the decoded audio passes the limit.
+    """
+    with open_audio(data) as f:
+        sr = f.samplerate
+        declared = f.frames / sr
+        if max_duration_s is not None and declared > max_duration_s + HEADER_SLACK_S:
+            raise _too_long(f"{declared:.1f} s", max_duration_s)   # from the header, before decoding
+        max_frames = None if max_duration_s is None else int(max_duration_s * sr)
+        x, frames = _resampled(mono_blocks(f, max_frames), sr)
+    if frames == 0:
+        raise AudioError("empty_audio", "the file decodes to zero samples")
+    if frames / sr < MIN_DURATION_S:
+        raise AudioError("audio_too_short",
+                         f"the clip lasts {frames / sr:.3f} s; at least {MIN_DURATION_S} s is needed")
     if not np.isfinite(x).all():
         raise AudioError("invalid_audio", "the audio contains NaN or infinite sample values")
     return x
+
+
+def _resampled(blocks: Iterator[np.ndarray], sr: int) -> tuple[np.ndarray, int]:
+    """Mono blocks at `sr` -> (16 kHz audio (N,), input frames). Streaming soxr gives the
+    same samples as one-shot `resample` on the whole clip."""
+    stream = None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    parts, frames = [], 0
+    for b in blocks:
+        frames += len(b)
+        parts.append(b if stream is None else stream.resample_chunk(b))
+    if stream is not None:
+        parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), frames
 
 
 def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:

@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port; the ready line names it)")
-    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE or models/student)")
+    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
     p.add_argument("--teacher", type=Path,
                    help="teacher bundle folder (default: SER_TEACHER_BUNDLE or models/teacher, when it exists)")
     p.set_defaults(func=cmd_serve, needs_extra="serve")
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict the emotion of audio files with a bundle (one JSON line each)",
                        formatter_class=HelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3")
-    p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE or models/student)")
+    p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.set_defaults(func=cmd_predict, needs_extra="serve")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from service.audio import SAMPLE_RATE, windows_for
+from service.audio import SAMPLE_RATE, AudioError, windows_for
 from service.bundle import Bundle, BundleError
 
 MAX_BATCH = 32   # windows per session.run; bounds peak memory for long clips
@@ -74,7 +74,11 @@ class OnnxModel:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
         windows, starts = self.windows(audio)
-        probs = softmax(self.logits(windows).astype(np.float64), b.temperature)
+        logits = self.logits(windows).astype(np.float64)
+        if not np.isfinite(logits).all():   # finite audio of extreme magnitude can overflow inside the graph
+            raise AudioError("invalid_audio", "the model's output is not finite for this audio; "
+                                              "are its samples of a sane magnitude (about -1 to 1)?")
+        probs = softmax(logits, b.temperature)
         mean = probs.mean(axis=0)
         best = int(mean.argmax())
         return Prediction(

@@ -1,7 +1,8 @@
-"""Pure-ASGI middleware: request id, JSON access log, request metrics, upload size limit."""
+"""Pure-ASGI middleware: request id, JSON access log, request metrics, upload size and time limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -10,14 +11,19 @@ import uuid
 
 from service.errors import ApiError, error_body
 from service.metrics import Metrics
+from service.runtime import Limiter
 
 access_log = logging.getLogger("ser.access")
+# The rest of an unread body cannot be skipped cheaply: close rather than keep the connection.
+CLOSE = {"Connection": "close"}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a client's id is echoed only if it is tame
 
 
 class RequestContext:
-    def __init__(self, app, metrics: Metrics, max_upload_bytes: int):
-        self.app, self.metrics, self.limit = app, metrics, max_upload_bytes
+    def __init__(self, app, metrics: Metrics, max_upload_bytes: int, upload_timeout_s: float = 30.0,
+                 limiter: Limiter | None = None):
+        self.app, self.metrics, self.limit, self.timeout_s = app, metrics, max_upload_bytes, upload_timeout_s
+        self.limiter = limiter
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -40,7 +46,10 @@ class RequestContext:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.limit:
                 # Refuse before reading a byte of the body.
-                await self._reject_too_large(send_with_id, scope)
+                await self._send_error(send_with_id, scope, ApiError(413, "upload_too_large", self._too_large_message(),
+                                                                     headers=CLOSE))
+            elif self._must_refuse(scope):
+                await self._refuse_unparsed(scope, self._limited(receive), send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
@@ -49,16 +58,25 @@ class RequestContext:
 
     def _limited(self, receive):
         """Count body bytes as they arrive: a client that lies about or omits
-        Content-Length still cannot make the service buffer more than the limit."""
-        seen = 0
+        Content-Length still cannot make the service buffer more than the limit. And the
+        whole body must arrive within the upload timeout: a client that trickles bytes
+        (slow loris) or promises more than it sends is cut off, not waited for."""
+        seen, complete, deadline = 0, False, time.monotonic() + self.timeout_s
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:   # after the body only a disconnect can come: no deadline on waiting for it
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise ApiError(408, "upload_timeout", f"the upload did not complete within {self.timeout_s:g} s "
+                                                      "(SER_UPLOAD_TIMEOUT_S)", headers=CLOSE) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if seen > self.limit:
-                    raise ApiError(413, "upload_too_large", self._too_large_message())
+                    raise ApiError(413, "upload_too_large", self._too_large_message(), headers=CLOSE)
             return message
 
         return limited_receive
@@ -66,12 +84,28 @@ class RequestContext:
     def _too_large_message(self) -> str:
         return f"the upload exceeds the limit of {self.limit} bytes (SER_MAX_UPLOAD_BYTES)"
 
-    async def _reject_too_large(self, send, scope) -> None:
-        scope["state"]["error_code"] = "upload_too_large"
-        body = json.dumps(error_body("upload_too_large", self._too_large_message())).encode()
-        await send({"type": "http.response.start", "status": 413,
+    def _must_refuse(self, scope) -> bool:
+        return (self.limiter is not None and self.limiter.full() and scope["method"] == "POST"
+                and scope["path"].startswith("/predict"))
+
+    async def _refuse_unparsed(self, scope, receive, send) -> None:
+        """503 while every slot and queue place is taken, decided before the upload is parsed:
+        under overload a refusal must cost far less than an answer, or refusals eat the
+        capacity. The body is read and dropped, so the connection stays usable."""
+        refusal = self.limiter.refusal()
+        try:
+            while (await receive()).get("more_body", False):
+                pass
+        except ApiError as e:   # the body itself broke the size or time limit
+            refusal = e
+        await self._send_error(send, scope, refusal)
+
+    async def _send_error(self, send, scope, e: ApiError) -> None:
+        scope["state"]["error_code"] = e.code
+        body = json.dumps(error_body(e.code, e.message)).encode()
+        await send({"type": "http.response.start", "status": e.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+                                *((k.lower().encode(), v.encode()) for k, v in e.headers.items())]})
         await send({"type": "http.response.body", "body": body})
 
     def _record(self, scope, status: int, seconds: float, rid: str) -> None:

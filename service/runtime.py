@@ -42,10 +42,16 @@ class Limiter:
         self._max_queue = max_queue
         self._waiting = 0
 
+    def full(self) -> bool:
+        return self._sem.locked() and self._waiting >= self._max_queue
+
+    @staticmethod
+    def refusal() -> ApiError:
+        return ApiError(503, "overloaded", "the service is at capacity; retry shortly", headers={"Retry-After": "1"})
+
     async def run(self, fn, *args):
-        if self._sem.locked() and self._waiting >= self._max_queue:
-            raise ApiError(503, "overloaded", "the service is at capacity; retry shortly",
-                           headers={"Retry-After": "1"})
+        if self.full():
+            raise self.refusal()
         self._waiting += 1
         try:
             await self._sem.acquire()

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_STUDENT = Path("models/student")
+DEFAULT_STUDENT = Path("models/student-int8")   # 0.65x the float forward time, same accuracy (docs/performance.md)
 DEFAULT_TEACHER = Path("models/teacher")
 
 
@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
     fallback_threshold: float = Field(0.5, ge=0.0, le=1.0)  # auto: teacher answers below this confidence
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
+    upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
     max_duration_s: float = Field(60.0, gt=0.1, le=3600)
     max_batch_files: int = Field(16, ge=1, le=256)
     api_key: SecretStr | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from service.errors import ApiError
 
@@ -13,13 +14,25 @@ RAW_TYPES = ("audio/", "application/octet-stream")
 async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
     """[(filename, bytes)] of the files in any of the multipart `fields` (or the raw audio body);
     400/415 JSON errors when there is no audio."""
+    try:
+        return await _read(request, fields, max_files)
+    except ClientDisconnect:
+        # Nobody is left to answer; 499 (as nginx logs it) keeps this out of the 5xx counts.
+        raise ApiError(499, "client_disconnected", "the client closed the connection during the upload") from None
+
+
+async def _read(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
     ctype = request.headers.get("content-type", "").lower()
     names = " or ".join(f"'{f}'" for f in fields)
     accepted = f"multipart/form-data with the audio in a {names} field, or a raw body with an audio/* content type"
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=max_files, max_fields=max_files + 8)
-        uploads = [v for k, v in form.multi_items() if k in fields and isinstance(v, UploadFile)]   # form order
+        values = [v for k, v in form.multi_items() if k in fields]   # form order
+        uploads = [v for v in values if isinstance(v, UploadFile)]
         if not uploads:
+            if values:   # a part without a filename: the form parser read it as text
+                raise ApiError(400, "missing_audio", f"the {names} part has no filename, so it was read as text; "
+                                                     f"send it as a file (curl -F {fields[0]}=@clip.wav)")
             raise ApiError(400, "missing_audio", f"the form has no file in a {names} field; send {accepted}")
         return [(u.filename or f"{fields[0]}{i}", await u.read()) for i, u in enumerate(uploads)]
     if ctype.startswith(RAW_TYPES):
