@@ -53,7 +53,7 @@ def test_the_installed_package_is_not_the_source_tree(installed, tmp_path):
 
 
 def test_ser_serve_from_another_folder_finds_models_there(installed, student_bundle, teacher_bundle, tmp_path):
-    shutil.copytree(student_bundle.path, tmp_path / "models" / "student")
+    shutil.copytree(student_bundle.path, tmp_path / "models" / "student-int8")   # the default student
     shutil.copytree(teacher_bundle.path, tmp_path / "models" / "teacher")
     with running_server(None, ser=(str(installed / "ser"),), cwd=tmp_path) as (base, proc):
         r = httpx.post(f"{base}/predict", files={"file": ("a.wav", wav_bytes(1.5))}, timeout=30)
@@ -62,11 +62,11 @@ def test_ser_serve_from_another_folder_finds_models_there(installed, student_bun
         assert "<html" in httpx.get(f"{base}/").text.lower()   # the web page is package data in the wheel
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) in (0, -signal.SIGTERM)
-        assert f"({Path('models') / 'student'})" in proc.stdout.read()
+        assert f"({Path('models') / 'student-int8'})" in proc.stdout.read()
 
 
 def test_ser_serve_without_models_says_where_it_looked(installed, tmp_path):
     r = subprocess.run([str(installed / "ser"), "serve", "--port", "0"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert f"no student bundle folder at {tmp_path / 'models' / 'student'}" in r.stderr
+    assert f"no student bundle folder at {tmp_path / 'models' / 'student-int8'}" in r.stderr
