@@ -1,0 +1,97 @@
+"""Every PromQL query of the Grafana dashboard and the alert rules, run by a real Prometheus
+(the repo's config and rules) against a real `ser serve` with traffic: each parses, each dashboard
+query returns data, each rule evaluates. A renamed metric fails the same check."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from scripts.check_queries import DASHBOARD, RULES, check_all
+from tests.helpers import RAVDESS_CLIP, free_port, wav_bytes
+from tests.service.test_prometheus import prometheus_binary
+from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def repo_prometheus(server, tmp_path: Path):  # noqa: F811
+    """deploy/prometheus/prometheus.yml, pointed at the test server and scraping every second."""
+    binary = prometheus_binary()
+    if binary is None:
+        pytest.skip("the prometheus server binary is not installed (scripts/install-test-deps.sh)")
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": [server[0].removeprefix("http://")]}]
+    config["rule_files"] = [str(RULES)]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = tmp_path / "prometheus.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    yield f"http://127.0.0.1:{port}", proc, log
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def send_traffic(base: str, stop: threading.Event) -> None:
+    """Every model choice and one bad upload a round, so every panel has something to show."""
+    data = RAVDESS_CLIP.read_bytes() if RAVDESS_CLIP.is_file() else wav_bytes(2.0)
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while not stop.is_set():
+            for model in ("auto", "student", "teacher"):
+                client.post("/predict", params={"model": model}, files={"file": ("clip", data)})
+            client.post("/predict", content=b"not audio at all", headers={"Content-Type": "audio/wav"})
+            stop.wait(0.5)
+
+
+@pytest.mark.timeout(120)
+def test_dashboard_and_alert_queries_run_against_a_real_prometheus(server, repo_prometheus, tmp_path):  # noqa: F811
+    prom, proc, log = repo_prometheus
+    stop = threading.Event()
+    traffic = threading.Thread(target=send_traffic, args=(server[0], stop), daemon=True)
+    traffic.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"prometheus exited:\n{log.read_text()}"
+            try:
+                problems, n = check_all(prom, DASHBOARD, RULES, loaded_rules=True)
+            except OSError:   # Prometheus still starting
+                problems, n = ["prometheus not answering yet"], 0
+            if not problems or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert not problems, "\n".join(problems)
+        assert n >= 25   # 17 panel queries, 2 variables, 10 rules: none was skipped
+
+        # The same check fails when the dashboard names a metric the service does not export.
+        renamed = tmp_path / "renamed.json"
+        renamed.write_text(DASHBOARD.read_text().replace("ser_predictions_total", "ser_prediction_total"))
+        problems, _ = check_all(prom, renamed, RULES, loaded_rules=True)
+        assert problems and all("ser_prediction_total" in p for p in problems), problems
+        # ... and when a rule does not parse (Prometheus itself parses it).
+        broken = tmp_path / "broken.yml"
+        broken.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
+            {"alert": "Broken", "expr": "sum(rate(ser_predictions_total[5m])"}]}]}))
+        problems, _ = check_all(prom, DASHBOARD, broken, loaded_rules=False)
+        assert len(problems) == 1 and "rule Broken: bad_data" in problems[0], problems
+    finally:
+        stop.set()
+        traffic.join(30)
+
