@@ -26,22 +26,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 [ -f "$CA_BUNDLE" ] || { echo "error: CA bundle $CA_BUNDLE not found" >&2; exit 1; }
 
-missing=()
-command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-command -v docker >/dev/null 2>&1 || missing+=(docker.io)
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing: ${missing[*]}"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u)
-fi
-
-if ! docker info >/dev/null 2>&1; then
-    echo "starting dockerd (log: /tmp/dockerd.log)"
-    dockerd > /tmp/dockerd.log 2>&1 &
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    docker info >/dev/null 2>&1 || { echo "error: dockerd did not start, see /tmp/dockerd.log" >&2; exit 1; }
-fi
+. "$(dirname "$0")/docker-lib.sh"
+command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+ensure_docker
 
 work=$(mktemp -d /var/tmp/ser-base.XXXXXX)
 rootfs=$work/rootfs

@@ -37,12 +37,8 @@ cleanup() {
 trap cleanup EXIT
 
 # -- docker daemon -------------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-    say "starting dockerd (log: /tmp/dockerd.log)"
-    dockerd > /tmp/dockerd.log 2>&1 &
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-    docker info >/dev/null 2>&1 || { echo "dockerd did not start, see /tmp/dockerd.log" >&2; exit 1; }
-fi
+. scripts/docker-lib.sh
+ensure_docker
 if [ "$BASE_IMAGE" = ser-base:bookworm ] && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "building $BASE_IMAGE (scripts/docker-base.sh)"
     scripts/docker-base.sh
@@ -80,6 +76,7 @@ echo "no torch"
 
 # -- run -----------------------------------------------------------------------------------
 say "docker run --cpus 1 on port $PORT"
+t_run=$(date +%s.%N)
 docker run -d --name "$NAME" --network host --cpus 1 \
     -e SER_INTRA_OP_THREADS=1 -e SER_MAX_CONCURRENCY=2 -e HEALTHCHECK_PORT="$PORT" \
     "$IMAGE" ser serve --host 127.0.0.1 --port "$PORT" >/dev/null
@@ -88,9 +85,9 @@ t0=$(date +%s)
 until curl -fsS "$base/readyz" >/dev/null 2>&1; do
     [ "$(docker inspect -f '{{.State.Running}}' "$NAME")" = true ] || fail "the container exited"
     [ $(( $(date +%s) - t0 )) -lt 90 ] || fail "/readyz not ready in 90 s"
-    sleep 0.5
+    sleep 0.1
 done
-echo "ready after $(( $(date +%s) - t0 )) s"
+echo "time to ready: $(elapsed "$t_run") s from docker run to /readyz 200"
 
 if [ -f "$CLIP" ]; then
     say "POST $CLIP"
