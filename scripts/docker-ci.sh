@@ -3,7 +3,7 @@
 #   1. a Docker engine (docker.io installed and dockerd started when missing) and compose;
 #   2. the base: python:3.11-slim when it can be pulled, else the local Debian base
 #      (scripts/docker-base.sh, reused for 7 days: it only changes with Debian's updates);
-#   3. scripts/docker-smoke.sh: build, no root, no torch, `docker run` to ready (timed), a real
+#   3. scripts/docker-smoke.sh: build (no layer cache), no root, no torch, `docker run` to ready (timed), a real
 #      clip, the HEALTHCHECK, SIGTERM; then the image size against the base (<= 250 MB more);
 #   4. `api` up through docker-compose.yml (read-only root, models mounted): healthy, real
 #      clips, /metrics;
@@ -13,7 +13,7 @@
 #
 #   scripts/docker-ci.sh
 #
-# Environment: BASE_IMAGE (skip the choice in step 2), IMAGE (default
+# Environment: BASE_IMAGE (skip the choice in step 2), DOCKER_CACHE (set: reuse build layers), IMAGE (default
 # speech-emotion-distill:ci), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac;
 # a generated tone when it is missing), BUDGET_MB (default 250), PYTHON (default .venv/bin/python,
 # else python3; needs PyYAML).
@@ -72,7 +72,9 @@ echo "base image: $BASE_IMAGE"
 
 # -- 3: build and smoke-test the image; size budget ------------------------------------------
 smoke_port=$(free_port)
-BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE CLIP=$CLIP PORT=$smoke_port scripts/docker-smoke.sh
+# No layer cache unless asked (DOCKER_CACHE=1): every run proves the from-scratch pip install.
+NO_CACHE=$([ -n "${DOCKER_CACHE:-}" ] || echo 1) BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE CLIP=$CLIP PORT=$smoke_port \
+    scripts/docker-smoke.sh
 
 base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
@@ -133,6 +135,7 @@ echo "  /metrics: predictions, latency histograms, errors by code, model info"
 say "promtool"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/rules/ser-alerts.yml
+promtool test rules deploy/prometheus/rules/ser-alerts.test.yml
 
 say "Prometheus with deploy/prometheus/prometheus.yml, pointed at the container"
 mkdir -p "$tmp/prometheus"

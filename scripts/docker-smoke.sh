@@ -6,7 +6,8 @@
 #   scripts/docker-smoke.sh                         # on ser-base:bookworm (built by docker-base.sh if missing)
 #   BASE_IMAGE=python:3.11-slim scripts/docker-smoke.sh
 #
-# Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), PORT (default
+# Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), NO_CACHE (when set,
+# docker build --no-cache), PORT (default
 # 18000), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only
 # used when models/student-int8 does not exist: default .venv/bin/python, else python3).
 #
@@ -62,7 +63,7 @@ fi
 
 say "docker build --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE"
 t0=$(date +%s)
-docker build --force-rm --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
+docker build --force-rm ${NO_CACHE:+--no-cache} --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
 echo "build took $(( $(date +%s) - t0 )) s"
 if [ -n "$staged" ]; then rm -rf "$staged"; staged=""; fi
 
