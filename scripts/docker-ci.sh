@@ -28,6 +28,10 @@ PROJECT=ser-ci-$$
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
+if ! "$PYTHON" -c 'import yaml' 2>/dev/null; then   # scripts/check_queries.py reads the rules
+    command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import yaml' 2>/dev/null || apt_install python3 python3-yaml
+    PYTHON=/usr/bin/python3
+fi
 t_start=$(date +%s.%N)
 tmp=$(mktemp -d /tmp/ser-docker-ci.XXXXXX)
 prom_pid=""; traffic_pid=""
