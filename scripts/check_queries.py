@@ -90,7 +90,13 @@ def api(prom: str, endpoint: str, **params) -> dict:
         with urllib.request.urlopen(url, timeout=10) as r:
             return json.load(r)
     except urllib.error.HTTPError as e:   # 400 bad_data: the query does not parse
-        return json.load(e)
+        text = e.read().decode(errors="replace")
+        try:
+            return json.loads(text)
+        except ValueError:   # 503 text while the TSDB opens
+            return {"status": "error", "errorType": f"HTTP {e.code}", "error": text.strip()[:200]}
+    except (urllib.error.URLError, OSError) as e:   # not listening yet
+        return {"status": "error", "errorType": "unreachable", "error": str(e)}
 
 
 def check_query(prom: str, q: Query, need_data: bool) -> str | None:
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         time.sleep(2)
     if problems:
-        print(f"PromQL check FAILED: {len(problems)} of {n} checks", file=sys.stderr)
+        print(f"PromQL check FAILED: {len(problems)} problems with the {n} queries", file=sys.stderr)
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
     print(f"PromQL check OK: {n} queries of {args.dashboard.name} and {args.rules.name} "
