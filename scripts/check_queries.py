@@ -6,7 +6,7 @@
 Passes when, within --wait seconds (while traffic reaches the scraped service):
   - every dashboard query, with its template variables set to "All", parses and returns at least
     one finite value, and every `label_values(...)` variable finds at least one value;
-  - every alert rule's expression parses;
+  - every alert rule's expression parses, and every metric it reads exists;
   - Prometheus has loaded exactly the rules of the file and evaluated each without an error.
 So a renamed metric or label makes it fail. Exit status 1, with the failing queries, otherwise.
 Needs only the standard library and PyYAML.
@@ -120,6 +120,13 @@ def check_variable(prom: str, selector: str, label: str) -> str | None:
     return None if body["data"] else f"no value of {label} on {selector}"
 
 
+def check_rule_metrics(prom: str, q: Query) -> list[str]:
+    """Every metric a rule reads exists: a rule on a renamed metric would otherwise never fire."""
+    names = set(re.findall(r"\b(ser_\w+|up)\b", q.expr))
+    missing = [n for n in sorted(names) if not api(prom, "series", **{"match[]": n}).get("data")]
+    return [f"{q.where}: no series named {n}" for n in missing]
+
+
 def check_loaded_rules(prom: str, expected: list[Query]) -> list[str]:
     """Prometheus loaded the file's rules, and each has been evaluated without an error."""
     body = api(prom, "rules")
@@ -136,6 +143,7 @@ def check_all(prom: str, dashboard: Path, rules: Path, loaded_rules: bool) -> tu
     problems = [f"{q.where}: {why}\n    {q.expr}" for q in panels if (why := check_query(prom, q, True))]
     problems += [f"variable {name}: {why}" for name, sel, label in variables if (why := check_variable(prom, sel, label))]
     problems += [f"{q.where}: {why}\n    {q.expr}" for q in alerts if (why := check_query(prom, q, False))]
+    problems += [p for q in alerts for p in check_rule_metrics(prom, q)]
     if loaded_rules:
         problems += check_loaded_rules(prom, alerts)
     return problems, len(panels) + len(variables) + len(alerts)
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
         return 1
     print(f"PromQL check OK: {n} queries of {args.dashboard.name} and {args.rules.name} "
-          "parse, every dashboard query returns data, every rule evaluates")
+          "parse, every dashboard query returns data, every rule's metrics exist and it evaluates")
     return 0
 
 

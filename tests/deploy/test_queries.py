@@ -82,6 +82,11 @@ def test_dashboard_and_alert_queries_run_against_a_real_prometheus(server, repo_
         renamed.write_text(DASHBOARD.read_text().replace("ser_predictions_total", "ser_prediction_total"))
         problems, _ = check_all(prom, renamed, RULES, loaded_rules=True)
         assert problems and all("ser_prediction_total" in p for p in problems), problems
+        # ... when a rule reads a metric the service does not export ...
+        renamed_rules = tmp_path / "renamed.yml"
+        renamed_rules.write_text(RULES.read_text().replace("ser_fallbacks_total", "ser_fallback_total"))
+        problems, _ = check_all(prom, DASHBOARD, renamed_rules, loaded_rules=False)
+        assert problems == ["rule SerFallbackShareOutOfBand: no series named ser_fallback_total"], problems
         # ... and when a rule does not parse (Prometheus itself parses it).
         broken = tmp_path / "broken.yml"
         broken.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [
