@@ -4,7 +4,6 @@ query returns data, each rule evaluates. A renamed metric fails the same check."
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 import yaml
 
 from scripts.check_queries import DASHBOARD, RULES, check_all
-from tests.helpers import RAVDESS_CLIP, free_port, wav_bytes
-from tests.service.test_prometheus import prometheus_binary
+from tests.helpers import RAVDESS_CLIP, wav_bytes
+from tests.service.test_prometheus import prometheus_binary, running_prometheus
 from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,20 +32,8 @@ def repo_prometheus(server, tmp_path: Path):  # noqa: F811
     job["static_configs"] = [{"targets": [server[0].removeprefix("http://")]}]
     config["rule_files"] = [str(RULES)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    yield f"http://127.0.0.1:{port}", proc, log
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    with running_prometheus(binary, tmp_path / "prometheus.yml", tmp_path) as (url, proc, log):
+        yield url, proc, log
 
 
 def send_traffic(base: str, stop: threading.Event) -> None:

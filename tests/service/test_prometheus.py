@@ -3,6 +3,7 @@ operator would write (prediction counts, an inference p99, target health) return
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -45,20 +46,28 @@ scrape_configs:
     static_configs:
       - targets: ["{target}"]
 """)
-    port = free_port()
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    yield f"http://127.0.0.1:{port}", proc, tmp_path / "prometheus.log"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    log.close()
+    with running_prometheus(binary, config, tmp_path) as (url, proc, log):
+        yield url, proc, log
 
+
+@contextlib.contextmanager
+def running_prometheus(binary: str, config: Path, workdir: Path):
+    """`prometheus` with `config` on a free 127.0.0.1 port; yields (url, process, log path)."""
+    port = free_port()
+    log = workdir / "prometheus.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}", proc, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 def query(prom: str, expr: str) -> list[dict]:
     r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
