@@ -3,8 +3,9 @@
 #   1. a Docker engine (docker.io installed and dockerd started when missing) and compose;
 #   2. the base: python:3.11-slim when it can be pulled, else the local Debian base
 #      (scripts/docker-base.sh, reused for 7 days: it only changes with Debian's updates);
-#   3. scripts/docker-smoke.sh: build (no layer cache), no root, no torch, `docker run` to ready (timed), a real
-#      clip, the HEALTHCHECK, SIGTERM; then the image size against the base (<= 250 MB more);
+#   3. scripts/docker-smoke.sh: build (no layer cache), no root, no torch, `docker run` to
+#      ready (timed), a real clip, the HEALTHCHECK, SIGTERM; then the image size against the
+#      base (at most BUDGET_MB more);
 #   4. `api` up through docker-compose.yml (read-only root, models mounted): healthy, real
 #      clips, /metrics;
 #   5. promtool on the Prometheus config and rules; a real Prometheus with that config pointed
@@ -13,10 +14,10 @@
 #
 #   scripts/docker-ci.sh
 #
-# Environment: BASE_IMAGE (skip the choice in step 2), DOCKER_CACHE (set: reuse build layers), IMAGE (default
-# speech-emotion-distill:ci), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac;
-# a generated tone when it is missing), BUDGET_MB (default 250), PYTHON (default .venv/bin/python,
-# else python3; needs PyYAML).
+# Environment: BASE_IMAGE (skips the choice in step 2), DOCKER_CACHE (when set, reuse build
+# layers), IMAGE (default speech-emotion-distill:ci), CLIP (default
+# ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac; a generated tone when missing),
+# BUDGET_MB (default 250), PYTHON (default .venv/bin/python, else python3; needs PyYAML).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/docker-lib.sh

@@ -6,10 +6,10 @@
 #   scripts/docker-smoke.sh                         # on ser-base:bookworm (built by docker-base.sh if missing)
 #   BASE_IMAGE=python:3.11-slim scripts/docker-smoke.sh
 #
-# Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), NO_CACHE (when set,
-# docker build --no-cache), PORT (default
-# 18000), CLIP (default ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only
-# used when models/student-int8 does not exist: default .venv/bin/python, else python3).
+# Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), NO_CACHE (when
+# set, docker build --no-cache), PORT (default 18000), CLIP (default
+# ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only used when
+# models/student-int8 does not exist: default .venv/bin/python, else python3).
 #
 # When models/student-int8 does not exist yet, a tiny temporary bundle (tests/helpers.make_bundle,
 # needs the train extras) is written into a staged copy of the build context, never into
