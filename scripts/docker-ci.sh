@@ -81,6 +81,7 @@ smoke_port=$(free_port)
 NO_CACHE=$([ -n "${DOCKER_CACHE:-}" ] || echo 1) BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE CLIP=$CLIP PORT=$smoke_port \
     scripts/docker-smoke.sh
 
+docker run --rm --entrypoint sleep "$IMAGE" 0 || fail "no sleep in the image (the Kubernetes preStop hook runs it)"
 base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 added=$(( (size - base_size) / 1000000 ))
