@@ -35,7 +35,7 @@ if ! "$PYTHON" -c 'import yaml' 2>/dev/null; then   # scripts/check_queries.py r
 fi
 t_start=$(date +%s.%N)
 tmp=$(mktemp -d /tmp/ser-docker-ci.XXXXXX)
-prom_pid=""; traffic_pid=""
+prom_pid=""; traffic_pid=""; previous=""
 
 say() { printf '\n== %s\n' "$*"; }
 fail() {
@@ -48,6 +48,10 @@ cleanup() {
     for pid in $traffic_pid $prom_pid; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     [ -n "${COMPOSE:-}" ] && SER_IMAGE=$IMAGE $COMPOSE -p "$PROJECT" down -v --remove-orphans >/dev/null 2>&1 || true
     rm -rf "$tmp"
+    # The last run's image, untagged by this run's build: drop it so runs do not pile up on the disk.
+    if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null)" ]; then
+        docker rmi "$previous" >/dev/null 2>&1 || true
+    fi
     stop_dockerd
 }
 trap cleanup EXIT
@@ -77,6 +81,7 @@ echo "base image: $BASE_IMAGE"
 
 # -- 3: build and smoke-test the image; size budget ------------------------------------------
 smoke_port=$(free_port)
+previous=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 # No layer cache unless asked (DOCKER_CACHE=1): every run proves the from-scratch pip install.
 NO_CACHE=$([ -n "${DOCKER_CACHE:-}" ] || echo 1) BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE CLIP=$CLIP PORT=$smoke_port \
     scripts/docker-smoke.sh
@@ -176,7 +181,7 @@ out = io.BytesIO(); sf.write(out, x, sr, format="FLAC"); sys.stdout.buffer.write
   echo "$code $(date +%s.%N)" > "$tmp/drain.done" ) &
 drain_pid=$!
 # In flight: the request being answered plus the /metrics request that asks.
-until curl -fsS "$base/metrics" | grep -qE '^ser_requests_in_flight [2-9]'; do
+until curl -fsS "$base/metrics" | grep -E '^ser_requests_in_flight [2-9]' >/dev/null; do
     [ -f "$tmp/drain.done" ] && fail "the long request finished before the stop: $(cat "$tmp/drain.done")"
     sleep 0.05
 done

@@ -104,7 +104,8 @@ echo "$body"
 label=$(printf '%s' "$body" | python3 -c 'import json, sys; d = json.load(sys.stdin); print(d["label"]) if d.get("label") in ("angry", "disgust", "fear", "happy", "sad", "neutral") else sys.exit(1)') \
     || fail "no valid label in the answer"
 echo "label: $label"
-curl -fsS "$base/metrics" | grep -q '^ser_predictions_total{' || fail "/metrics has no ser_predictions_total"
+# grep without -q reads to the end: -q would close the pipe early and fail curl (pipefail).
+curl -fsS "$base/metrics" | grep '^ser_predictions_total{' >/dev/null || fail "/metrics has no ser_predictions_total"
 
 say "waiting for the HEALTHCHECK"
 t0=$(date +%s)
