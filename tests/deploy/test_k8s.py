@@ -26,9 +26,10 @@ def manifests() -> dict[str, dict]:
 
 
 def drain_seconds() -> int:
-    """The SIGTERM drain `ser serve` gives in-flight requests (uvicorn's graceful timeout)."""
-    (s,) = re.findall(r"timeout_graceful_shutdown=(\d+)", (REPO / "service" / "cli.py").read_text())
-    return int(s)
+    """The SIGTERM drain `ser serve` gives in-flight requests."""
+    from service.server import DRAIN_S
+
+    return DRAIN_S
 
 
 def api_container() -> dict:
