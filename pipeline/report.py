@@ -85,9 +85,9 @@ def sets_markdown(sets: dict) -> str:
 
 
 def scope(summary: dict) -> str:
-    """"4-fold", or "1 of 4 folds" when only some folds ran."""
+    """"all 4 folds", or "1 of 4 folds" when only some folds ran."""
     done, k = len(summary["folds"]), summary["k"]
-    return f"{k}-fold" if done == k else f"{done} of {k} folds"
+    return f"all {k} folds" if done == k else f"{done} of {k} folds"
 
 
 # bundle folder -> the k-fold summary entry that estimates it
@@ -108,7 +108,7 @@ def write_final(final: Path, result: dict, summary: dict) -> dict:
                                               "macro_f1_pooled": est["pooled"]["macro_f1"]},
                            "cross_corpus_ua": cross}
         meta["extra"]["comparison"] = "\n".join([
-            "", f"## Expected score ({k} estimate of this recipe, speakers never seen)",
+            "", f"## Expected score (this recipe on speakers it never saw, {k} of the cross-validation)",
             f"UA {est['pooled']['ua']:.3f} pooled over {est['pooled']['n']} clips (mean over folds "
             f"{est['ua_mean']:.3f} ± {est['ua_std']:.3f}); accuracy {est['pooled']['accuracy']:.3f}, macro-F1 "
             f"{est['pooled']['macro_f1']:.3f}. The k-fold models were trained on fewer speakers than this one.",

@@ -80,7 +80,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert final_student.metrics["kfold_estimate"]["ua_pooled"] == summary["student"]["pooled"]["ua"]
     assert set(final_student.metrics["cross_corpus_ua"]) == {"other"}
     card = (out / "final" / "bundles" / "teacher" / "MODEL_CARD.md").read_text()
-    assert "no held-out test set" in card and "2-fold estimate" in card
+    assert "no held-out test set" in card and "all 2 folds of the cross-validation" in card
     assert not (out / "final" / "student_alone").exists()
     assert len(list((out / "fold0" / "teacher_logits").glob("*.npz"))) == 1
     assert "| pooled |" in (out / "report.md").read_text()
@@ -118,5 +118,5 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
 
 def test_a_partial_run_says_how_many_folds_ran():
     from pipeline.report import scope
-    assert scope({"folds": [{}] * 4, "k": 4}) == "4-fold"
+    assert scope({"folds": [{}] * 4, "k": 4}) == "all 4 folds"
     assert scope({"folds": [{}], "k": 4}) == "1 of 4 folds"
