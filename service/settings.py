@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(1, ge=1, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
-    fallback_threshold: float = Field(0.5, ge=0.0, le=1.0)  # auto: teacher answers below this confidence
+    fallback_threshold: float = Field(0.3, ge=0.0, le=1.0)  # auto: teacher answers below this confidence
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
     max_duration_s: float = Field(60.0, gt=0.1, le=3600)

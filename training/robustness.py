@@ -28,7 +28,7 @@ from training.evaluate import report_from_probs
 from training.records import Utterance
 
 REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
-AUTO_THRESHOLD = 0.5      # the service's default SER_FALLBACK_THRESHOLD
+AUTO_THRESHOLD = 0.3      # the service's default SER_FALLBACK_THRESHOLD
 
 
 def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float = AUTO_THRESHOLD) -> np.ndarray:
