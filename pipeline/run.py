@@ -9,9 +9,13 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per
         teacher/best/                  fine-tuned teacher (save_pretrained)
         teacher_logits/<sha>-...npz    cached teacher logits per example and augmented view
         student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
-        bundles/{teacher,student_alone,student}/   ONNX bundles, calibrated on the val speakers
-        eval/<bundle>/                 metrics.json, report.md, confusion.png on the test speakers
-    report.md, summary.json            all folds: per-fold and pooled numbers
+        bundles/{teacher,teacher-int8,student_alone,student,student-int8}/   ONNX bundles,
+                                       calibrated on the val speakers
+        eval/<bundle>/                 metrics.json, report.md, confusion.png on the test speakers;
+                                       sets/: cross corpora, degraded audio (training.robustness)
+    report.md, summary.json            the folds that ran (`--run-folds`): per-fold and pooled numbers
+    final/                             `--final`: the same stages on every speaker but the val ones
+                                       (no test set; the cards carry the k-fold estimate)
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pipeline.report import write_final, write_summary
 from service.audio import SAMPLE_RATE, windows_for
 from training.data import Augment, augmented_crop, load_clips, view_rng
 from training.records import Utterance, read_records, write_records
+from training.robustness import evaluate_sets, robustness_sets
 from training.splits import apply_split, kfold_by_speaker, read_split, split_by_speaker, write_split
 from training.train_student import StudentConfig, train_student
 
@@ -85,8 +90,6 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
              students: tuple[str, ...] = ("student_alone", "student_kd")) -> dict:
     """Teacher, students, bundles and their scores for one split (the first split written to
     fold/split.json is kept, so a resumed run trains on the same speakers)."""
-    from training.robustness import evaluate_sets, robustness_sets
-
     fold.mkdir(exist_ok=True)
     if not (fold / "split.json").exists():
         write_split(split, fold / "split.json")
