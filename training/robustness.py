@@ -23,12 +23,13 @@ from service.audio import load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
+from service.settings import Settings
 from training.degrade import CONDITIONS, degrade
 from training.evaluate import report_from_probs
 from training.records import Utterance
 
 REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
-AUTO_THRESHOLD = 0.3      # the service's default SER_FALLBACK_THRESHOLD
+AUTO_THRESHOLD = Settings.model_fields["fallback_threshold"].default   # as the service decides
 
 
 def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float = AUTO_THRESHOLD) -> np.ndarray:

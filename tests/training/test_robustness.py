@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.settings import Settings
 from tests.helpers import make_manifest_corpus
 from training.corpora import prepare_manifest
-from training.robustness import AUTO_THRESHOLD, auto_probs, evaluate_sets, robustness_sets
-
-
-def test_auto_threshold_is_the_services_default():
-    assert AUTO_THRESHOLD == Settings.model_fields["fallback_threshold"].default
+from training.robustness import auto_probs, evaluate_sets, robustness_sets
 
 
 def test_auto_asks_the_teacher_only_below_the_threshold():
