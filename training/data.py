@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from service.audio import SAMPLE_RATE, fill, load_audio, trim_silence
 from service.labels import LABELS
+from training.degrade import CONDITIONS, degrade
 from training.records import Utterance
 
 
@@ -47,7 +48,6 @@ class Augment:
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.degrade_p and rng.random() < self.degrade_p:
-            from training.degrade import CONDITIONS, degrade
             x = degrade(x, str(rng.choice(sorted(CONDITIONS))), seed=int(rng.integers(2**31)))
         if self.speed:
             factor = rng.uniform(1 - self.speed, 1 + self.speed)

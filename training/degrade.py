@@ -2,7 +2,7 @@
 
 Each condition maps (samples,) float32 at 16 kHz to the same, deterministically for a seed, so
 an evaluation under degradation is repeatable. Used to score models on the test speakers
-(`degraded_reports`) and, as `train_degradation`, to augment training crops.
+(`training.robustness`) and to augment training crops (`training.data.Augment.degrade_p`).
 """
 
 from __future__ import annotations

@@ -75,7 +75,6 @@ emotion clip cost 10x the compute and mostly attend to padding.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import struct
@@ -87,6 +86,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from service.bundle import sha256_file
 
 __all__ = [
     "CT2Checkpoint",
@@ -226,19 +227,11 @@ def packaged_source(model: str, workdir: Path) -> Path:
         for name in ("config.json", "vocabulary.txt"):
             shutil.copy(folder / name, workdir / name)
         folder = workdir
-    digest = _sha256(folder / "model.bin")
+    digest = sha256_file(folder / "model.bin")
     if digest != spec.sha256:
         raise ValueError(f"{folder / 'model.bin'}: sha256 {digest}, expected {spec.sha256} "
                          f"(reinstall {spec.pip})")
     return folder
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _model_bin(src: str | Path | None) -> Path:
