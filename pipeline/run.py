@@ -7,7 +7,7 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per
     fold0/ .. foldK-1/                 one speaker-disjoint split each (`--folds K`, K >= 2)
         split.json
         teacher/best/                  fine-tuned teacher (save_pretrained)
-        teacher_logits/<sha>-...npz    cached teacher logits per example and augmented view
+        teacher_logits/<sha>-...npz    cached teacher logits per example (pipeline.soft_labels)
         student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
         bundles/{teacher,teacher-int8,student_alone,student,student-int8}/   ONNX bundles,
                                        calibrated on the val speakers
@@ -20,20 +20,15 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
 from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
-from service.audio import SAMPLE_RATE, windows_for
-from training.data import Augment, augmented_crop, load_clips, view_rng
+from pipeline.soft_labels import SOURCES, fold_logits, teacher_logits
+from training.data import load_clips
 from training.records import Utterance, read_records, write_records
 from training.robustness import evaluate_sets, robustness_sets
 from training.splits import apply_split, kfold_by_speaker, read_split, split_by_speaker, write_split
@@ -61,6 +56,12 @@ class PipelineConfig:
     student: dict = field(default_factory=dict)    # StudentConfig overrides
     cross: dict = field(default_factory=dict)      # name -> manifest CSV of another corpus that
                                                    # every model is scored on (evaluation only)
+    final_soft_labels: str = "teacher"  # the final student's soft labels: "teacher" (the final teacher),
+                                        # "oof" or "ensemble" (of the k fold teachers; pipeline.soft_labels)
+
+    def __post_init__(self) -> None:
+        if self.final_soft_labels not in SOURCES:
+            raise ValueError(f"final_soft_labels {self.final_soft_labels!r}; expected one of {SOURCES}")
 
 
 def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
@@ -80,16 +81,17 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     summary = write_summary(out, results, k=cfg.folds)
     if final:
         split = split_by_speaker(records, val_speakers=cfg.val_speakers, test_speakers=0, seed=cfg.seed)
-        summary["final"] = write_final(out / "final", run_fold(out / "final", split, records, clips, cfg,
-                                                               transfer, cross, students=("student_kd",)), summary)
+        summary["final"] = write_final(out / "final", run_fold(out / "final", split, records, clips, cfg, transfer, cross,
+                                                               ("student_kd",), cfg.final_soft_labels), summary)
     return summary
 
 
 def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
              transfer: list[Utterance], cross: dict[str, list[Utterance]],
-             students: tuple[str, ...] = ("student_alone", "student_kd")) -> dict:
+             students: tuple[str, ...] = ("student_alone", "student_kd"), soft_labels: str = "teacher") -> dict:
     """Teacher, students, bundles and their scores for one split (the first split written to
-    fold/split.json is kept, so a resumed run trains on the same speakers)."""
+    fold/split.json is kept, so a resumed run trains on the same speakers). `soft_labels`: where
+    the distilled student's soft labels come from (pipeline.soft_labels.SOURCES)."""
     fold.mkdir(exist_ok=True)
     if not (fold / "split.json").exists():
         write_split(split, fold / "split.json")
@@ -98,6 +100,12 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
     transfer = [r for r in transfer if r.speaker in split.train]
     data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
     teacher_dir = train_teacher_stage(fold, data, cfg)
+
+    def soft(recs: list[Utterance], xs: list, scfg: StudentConfig):
+        if soft_labels == "teacher":
+            return teacher_logits(teacher_dir, recs, xs, fold / "teacher_logits", scfg)
+        return fold_logits(fold.parent, cfg.folds, soft_labels, recs, xs, scfg)
+
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
@@ -105,8 +113,8 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
                                         "temperature": cfg.kd_temperature})
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
-            train_student_stage(fold / name, scfg, parts, data, teacher_dir,
-                                transfer if alpha < 1 else [], clips)
+            train_student_stage(fold / name, scfg, parts, data, transfer if alpha < 1 else [], clips,
+                                soft if alpha < 1 else None)
         trained[name] = fold / name / "student.pt"
     result = export_fold_bundles(fold, parts, teacher_dir, trained)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
@@ -114,15 +122,15 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
     return result
 
 
-def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict, teacher_dir: Path,
-                        transfer: list[Utterance], clips: dict) -> None:
-    """A student alone (alpha = 1) or distilled; a distilled one also learns from the
-    teacher's soft labels on the unlabeled transfer clips (label "" = no hard label)."""
+def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict,
+                        transfer: list[Utterance], clips: dict, soft=None) -> None:
+    """A student alone (alpha = 1, soft None) or distilled from `soft(records, clips, cfg)`, the
+    soft labels, which also cover the unlabeled transfer clips (label "" = no hard label)."""
     train = parts["train"] + list(transfer)
     train_data = (data["train"][0] + [clips[r.id] for r in transfer], data["train"][1] + [""] * len(transfer))
     logits = None
-    if cfg.alpha < 1:
-        logits = teacher_logits(teacher_dir, train, train_data[0], out.parent / "teacher_logits", cfg)
+    if soft is not None:
+        logits = soft(train, train_data[0], cfg)
     train_student(cfg, train_data, data["val"], out, teacher_logits=logits, ids=[r.id for r in train])
     (out / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
 
@@ -150,49 +158,6 @@ def whisper_backbone(model: str, folder: Path) -> Path:
     if not (folder / "config.json").exists():
         convert_whisper(None, folder, encoder_only=True, model=model)
     return folder
-
-
-def checkpoint_sha(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-@torch.no_grad()
-def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.ndarray], cache: Path,
-                   cfg: StudentConfig) -> np.ndarray:
-    """(N, C) teacher logits per training clip, or (N, V, C) with V = cfg.kd_views fixed
-    augmented crops per clip.
-
-    Per clip (kd_views 0): the mean over the clip's windows as the teacher itself serves them
-    (its window and padding, from its training config). Per view: the exact crops the student
-    will see (training.data.view_rng), so a soft label always describes the audio it is paired
-    with. Cached on disk under the teacher's checksum and the recipe, keyed by example id:
-    computed once, reused by every student and every resumed run."""
-    from training.teacher import load_teacher
-    from training.train_teacher import served_window
-
-    served = served_window(teacher_dir)
-    window = round(cfg.window_s * SAMPLE_RATE)
-    recipe = (f"w{window}-{cfg.pad}-v{cfg.kd_views}-s{cfg.seed}" if cfg.kd_views
-              else f"clip-{served['window_s']}-{served['hop_s']}-{served['pad']}")
-    path = cache / f"{checkpoint_sha(teacher_dir)}-{recipe}.npz"
-    stored = dict(np.load(path)) if path.exists() else {}
-    missing = [(r, x) for r, x in zip(records, clips) if r.id not in stored]
-    if missing:
-        teacher, augment = load_teacher(teacher_dir).eval(), Augment()
-        for r, x in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
-            if cfg.kd_views:
-                views = np.stack([augmented_crop(x, window, augment, view_rng(cfg.seed, r.id, v), cfg.pad)
-                                  for v in range(cfg.kd_views)])
-                stored[r.id] = teacher(torch.from_numpy(views)).numpy()              # (V, C)
-            else:
-                windows, _ = windows_for(x, served["window_s"], served["hop_s"], trim=False, pad=served["pad"])
-                stored[r.id] = teacher(torch.from_numpy(windows)).mean(dim=0).numpy()  # (C,)
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **stored)
-    return np.stack([stored[r.id] for r in records]).astype(np.float32)
 
 
 def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, final: bool = False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs
 from training.evaluate import predict_probs
 from pipeline.run import PipelineConfig, run_pipeline
+from pipeline.soft_labels import fold_logits, teacher_logits
 from training.records import Utterance
 from training.splits import apply_split, read_split
+from training.train_student import StudentConfig
 from training.teacher import load_teacher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,8 +118,44 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     run_pipeline(records, out, cfg, transfer)
     assert (kd / "history.json").exists() and (kd / "student.pt").stat().st_mtime_ns != before
 
+    # the final student again, from out-of-fold soft labels: each fold teacher labels its test speakers' clips
+    final = out / "final"
+    for stale in [final / "student_kd", *(final / "bundles").glob("student*"), *(final / "eval").glob("student*")]:
+        shutil.rmtree(stale)
+    run_pipeline(records, out, replace(cfg, final_soft_labels="oof"), transfer, final=True)
+    assert (final / "student_kd" / "history.json").exists() and (final / "bundles" / "student-int8").exists()
+    final_train = set(read_split(final / "split.json").train)
+    for fold in ("fold0", "fold1"):
+        labelled = set(np.load(next((out / fold / "teacher_logits").glob("*.npz"))).files)
+        test = set(read_split(out / fold / "split.json").test)
+        heard = {r.id for r in [*records, *transfer] if r.speaker in test and r.speaker in final_train}
+        assert heard and heard <= labelled
+
+    # out-of-fold soft labels: each clip from the fold teacher that never heard its speaker
+    clips = [load_audio(r.path) for r in records]
+    scfg = StudentConfig.from_dict(cfg.student)
+    oof = fold_logits(out, 2, "oof", records, clips, scfg)
+    per_fold = []
+    for fold in ("fold0", "fold1"):
+        best = out / fold / "teacher" / "best"
+        per_fold.append(teacher_logits(best, records, clips, out / fold / "teacher_logits", scfg))
+        test = set(read_split(out / fold / "split.json").test)
+        mine = [i for i, r in enumerate(records) if r.speaker in test]
+        assert mine and np.allclose(oof[mine], per_fold[-1][mine])
+    assert np.allclose(fold_logits(out, 2, "ensemble", records, clips, scfg), np.mean(per_fold, axis=0))
+
 
 def test_a_partial_run_says_how_many_folds_ran():
     from pipeline.report import scope
     assert scope({"folds": [{}] * 4, "k": 4}) == "all 4 folds"
     assert scope({"folds": [{}], "k": 4}) == "1 of 4 folds"
+
+
+def test_fold_soft_labels_need_every_fold_teacher(tmp_path):
+    from pipeline.soft_labels import fold_teachers
+    (tmp_path / "fold0" / "teacher").mkdir(parents=True)
+    (tmp_path / "fold0" / "teacher" / "COMPLETE").touch()
+    with pytest.raises(ValueError, match="all 2 folds; fold1 has none"):
+        fold_teachers(tmp_path, 2)
+    with pytest.raises(ValueError, match="final_soft_labels 'best'"):
+        PipelineConfig(final_soft_labels="best")
