@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pipeline", formatter_class=HelpFormatter,
                        help="split -> teacher -> student alone -> distilled student -> bundles -> report")
     corpus_args(p)
-    p.add_argument("--folds", type=int, default=4, help="k-fold by speaker: the estimate of the recipe (--final trains the models to ship)")
+    p.add_argument("--folds", type=int, default=4,
+                   help="k-fold by speaker: the estimate of the recipe (--final trains the models to ship)")
     p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
                                       "local folder (default: the config's, else PipelineConfig.backbone)")
     p.add_argument("--config", type=Path,

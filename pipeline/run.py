@@ -81,8 +81,9 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     summary = write_summary(out, results, k=cfg.folds)
     if final:
         split = split_by_speaker(records, val_speakers=cfg.val_speakers, test_speakers=0, seed=cfg.seed)
-        summary["final"] = write_final(out / "final", run_fold(out / "final", split, records, clips, cfg, transfer, cross,
-                                                               ("student_kd",), cfg.final_soft_labels), summary)
+        result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, ("student_kd",),
+                          cfg.final_soft_labels)
+        summary["final"] = write_final(out / "final", result, summary)
     return summary
 
 
