@@ -184,6 +184,22 @@ class TeacherModel(nn.Module):
         pooled = m.projector(hidden).mean(dim=1)                               # (B, P)
         return m.classifier(pooled)                                            # (B, C)
 
+    def freeze_lower(self, n: int) -> None:
+        """Keep the encoder's input stage (convolutions, positions) and its lowest `n`
+        transformer layers as pretrained: fine-tuning then adapts only the upper layers, and the
+        general acoustics below cannot drift toward one corpus's speakers and sentences."""
+        enc = self.model.encoder if self.frontend == "whisper" else self.model.base_model
+        if self.frontend == "whisper":
+            stem, layers = [enc.conv1, enc.conv2, enc.embed_positions], enc.layers
+        else:
+            stem, layers = [enc.feature_extractor, enc.feature_projection, enc.encoder.pos_conv_embed], enc.encoder.layers
+        if not 0 <= n <= len(layers):
+            raise ValueError(f"freeze_layers={n}; the encoder has {len(layers)} layers")
+        if n == 0:
+            return
+        for module in [*stem, *layers[:n]]:
+            module.requires_grad_(False)
+
     def param_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         """(backbone, head) trainable parameters: the pretrained encoder, and what the
         classifier adds on top (projector, classifier, layer weights), which gets a

@@ -70,6 +70,7 @@ class TeacherConfig:
     max_grad_norm: float = 1.0    # gradient clipping; 0 = off
     freeze_feature_encoder: bool = True   # wav2vec2-type conv front end stays as pretrained
     layer_sum: bool = False       # classify a learned weighted sum of all layers, not the last one
+    freeze_layers: int = 0        # the encoder's input stage and this many lowest layers stay as pretrained
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     balanced: bool = True         # class-weighted cross-entropy (training.data.class_weights)
     pad: str = "repeat"           # fill windows of short clips by repeating the clip, or with zeros
@@ -229,6 +230,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     else:
         model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder,
                               layer_sum=cfg.layer_sum)
+    model.freeze_lower(cfg.freeze_layers)
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")

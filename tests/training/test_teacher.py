@@ -379,3 +379,16 @@ def test_converted_whisper_tiny_en_is_a_teacher(tmp_path, ravdess_clip):
     windows, _ = windows_for(load_audio(ravdess_clip), 3.0, 1.0, trim=True)
     path = export_onnx(teacher, tmp_path / "teacher.onnx", window_s=3.0)
     assert check_parity(teacher, path, windows) <= PARITY_TOLERANCE
+
+
+@pytest.mark.parametrize("kind", ["whisper", "wav2vec2"])
+def test_freeze_layers_keeps_the_input_stage_and_lowest_layers_pretrained(backbone_dirs, tmp_path, kind):
+    before = build_teacher(backbone_dirs[kind])
+    after = train_teacher(tiny_config(backbone_dirs[kind], freeze_layers=1), tiny_corpus(4), tiny_corpus(2), tmp_path)
+    old, new = before.model.state_dict(), after.model.state_dict()
+    frozen = [k for k in old if "encoder.conv" in k or "feature_extractor" in k or "encoder.layers.0." in k]
+    moved = [k for k in old if "encoder.layers.1." in k]
+    assert frozen and all(torch.equal(old[k], new[k]) for k in frozen)
+    assert any(not torch.equal(old[k], new[k]) for k in moved)
+    with pytest.raises(ValueError, match="freeze_layers=3; the encoder has 2 layers"):
+        before.freeze_lower(3)
