@@ -1,10 +1,12 @@
 """Float32 vs int8 student on the test speakers recorded in the bundle, through the service's front end.
 
-    python benchmarks/precision_check.py [--float models/student] [--int8 models/student-int8]
+    python benchmarks/precision_check.py --float runs/NAME/fold0/bundles/student \
+        --int8 runs/NAME/fold0/bundles/student-int8
 
 The split in the float bundle's bundle.json names its test speakers; both bundles score their
 RAVDESS clips exactly as served (training.evaluate.bundle_probs). Prints UA of each and how
-often they agree on the label.
+often they agree on the label. The shipped models (`models/`) were trained on every speaker and
+have no test speakers: compare the bundles of a k-fold run instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     args = ap.parse_args()
     test = set(json.loads((args.fp / "bundle.json").read_text())["training"]["split"]["speakers"]["test"])
+    if not test:
+        raise SystemExit(f"{args.fp} has no test speakers (trained on every speaker); "
+                         "pass the bundles of a k-fold run, e.g. runs/NAME/fold0/bundles/student")
     records = [r for r in prepare_ravdess(args.data) if r.speaker in test]
     probs = {name: bundle_probs(b, records, threads=1) for name, b in (("float32", args.fp), ("int8", args.int8))}
     for name, p in probs.items():
