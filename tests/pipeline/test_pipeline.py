@@ -19,7 +19,7 @@ from tests.training.test_teacher import save_tiny
 from training.corpora import prepare_manifest
 from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs
-from training.evaluate import predict_probs
+from training.evaluate import predict_probs, report_from_probs
 from pipeline.run import PipelineConfig, run_pipeline
 from pipeline.soft_labels import fold_logits, teacher_logits
 from training.records import Utterance
@@ -97,6 +97,16 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     assert "| 0 | 0% |" in curve and "| 1 | 100% |" in curve
     teacher_ua = summary["folds"][0]["teacher"]["ua"]
     assert curve.strip().splitlines()[-1].endswith(f"| {teacher_ua:.3f} |")   # all clips to the teacher
+
+    # a teacher recipe tried on one fold: the fold's own teacher scored as the baseline, not retrained
+    other = make_manifest_corpus(tmp_path / "other", speakers=1)
+    tried = subprocess.run([sys.executable, str(REPO / "benchmarks" / "teacher_recipe.py"), "--fold", str(out / "fold0"),
+                            "--out", str(out / "fold0" / "teacher"), "--cross", str(other)],
+                           capture_output=True, text=True, cwd=REPO, check=True).stdout
+    tried = json.loads(tried.strip().splitlines()[-1])
+    fold0_test = apply_split(records, read_split(out / "fold0" / "split.json"))["test"]
+    probs = checkpoint_probs(out / "fold0" / "teacher" / "best", fold0_test)
+    assert tried["train_s"] == 0 and tried["test_ua"] == report_from_probs(probs, fold0_test)["ua"]
 
     # `ser evaluate --checkpoint` on the teacher windows and pads as the teacher was trained
     test = apply_split(records, read_split(out / "fold0" / "split.json"))["test"][:4]
