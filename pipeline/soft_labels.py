@@ -3,8 +3,8 @@
 Three sources (PipelineConfig.final_soft_labels, for the models trained on every speaker):
 - "teacher": the teacher trained on the same speakers as the student (every fold does this).
 - "oof": out of fold. Each clip gets the logits of the k-fold teacher whose test fold holds its
-  speaker, i.e. the one teacher that never heard that voice: its labels are as wrong and as
-  uncertain as the teacher is on new speakers, not near one-hot as on its own training clips.
+  speaker, i.e. the one teacher that never heard that voice: its labels are as right or wrong
+  as the teacher is on new speakers, not as on the clips it was trained on.
 - "ensemble": the mean of the k fold teachers' logits.
 """
 
