@@ -17,11 +17,10 @@ import json
 import time
 from pathlib import Path
 
-from service.labels import LABELS
 from training.commands import checkpoint_probs
 from training.corpora import prepare_corpus
 from training.data import load_clips
-from training.metrics import classification_report
+from training.evaluate import report_from_probs
 from training.records import read_records
 from training.splits import apply_split, read_split
 from training.train_teacher import TeacherConfig, train_teacher
@@ -30,8 +29,7 @@ TESS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "tess-oa
 
 
 def ua(checkpoint: Path, records: list) -> float:
-    probs = checkpoint_probs(checkpoint, records)
-    return classification_report([LABELS.index(r.label) for r in records], probs.argmax(1), LABELS)["ua"]
+    return report_from_probs(checkpoint_probs(checkpoint, records), records)["ua"]
 
 
 def main() -> None:

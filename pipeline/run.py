@@ -27,7 +27,7 @@ from pathlib import Path
 
 from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
-from pipeline.soft_labels import SOURCES, fold_logits, teacher_logits
+from pipeline.soft_labels import SOURCES, soft_labels
 from training.data import load_clips
 from training.records import Utterance, read_records, write_records
 from training.robustness import evaluate_sets, robustness_sets
@@ -89,9 +89,9 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
 
 def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
              transfer: list[Utterance], cross: dict[str, list[Utterance]],
-             students: tuple[str, ...] = ("student_alone", "student_kd"), soft_labels: str = "teacher") -> dict:
+             students: tuple[str, ...] = ("student_alone", "student_kd"), soft_source: str = "teacher") -> dict:
     """Teacher, students, bundles and their scores for one split (the first split written to
-    fold/split.json is kept, so a resumed run trains on the same speakers). `soft_labels`: where
+    fold/split.json is kept, so a resumed run trains on the same speakers). `soft_source`: where
     the distilled student's soft labels come from (pipeline.soft_labels.SOURCES)."""
     fold.mkdir(exist_ok=True)
     if not (fold / "split.json").exists():
@@ -101,12 +101,6 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
     transfer = [r for r in transfer if r.speaker in split.train]
     data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
     teacher_dir = train_teacher_stage(fold, data, cfg)
-
-    def soft(recs: list[Utterance], xs: list, scfg: StudentConfig):
-        if soft_labels == "teacher":
-            return teacher_logits(teacher_dir, recs, xs, fold / "teacher_logits", scfg)
-        return fold_logits(fold.parent, cfg.folds, soft_labels, recs, xs, scfg)
-
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
@@ -115,7 +109,7 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
             train_student_stage(fold / name, scfg, parts, data, transfer if alpha < 1 else [], clips,
-                                soft if alpha < 1 else None)
+                                lambda recs, xs, c: soft_labels(fold, soft_source, cfg.folds, recs, xs, c))
         trained[name] = fold / name / "student.pt"
     result = export_fold_bundles(fold, parts, teacher_dir, trained)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
@@ -124,13 +118,13 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
 
 
 def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict,
-                        transfer: list[Utterance], clips: dict, soft=None) -> None:
-    """A student alone (alpha = 1, soft None) or distilled from `soft(records, clips, cfg)`, the
-    soft labels, which also cover the unlabeled transfer clips (label "" = no hard label)."""
+                        transfer: list[Utterance], clips: dict, soft) -> None:
+    """A student alone (alpha = 1) or distilled from `soft(records, clips, cfg)`, the soft
+    labels, which also cover the unlabeled transfer clips (label "" = no hard label)."""
     train = parts["train"] + list(transfer)
     train_data = (data["train"][0] + [clips[r.id] for r in transfer], data["train"][1] + [""] * len(transfer))
     logits = None
-    if soft is not None:
+    if cfg.alpha < 1:
         logits = soft(train, train_data[0], cfg)
     train_student(cfg, train_data, data["val"], out, teacher_logits=logits, ids=[r.id for r in train])
     (out / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))

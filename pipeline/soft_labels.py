@@ -69,36 +69,41 @@ def teacher_logits(teacher_dir: Path, records: list[Utterance], clips: list[np.n
     return np.stack([stored[r.id] for r in records]).astype(np.float32)
 
 
-def fold_teachers(run: Path, k: int) -> list[tuple[Path, frozenset[str]]]:
-    """(teacher checkpoint, test speakers) of each of the k folds of `run`; every fold must have
-    finished its teacher."""
-    folds = [run / f"fold{i}" for i in range(k)]
-    missing = [f.name for f in folds if not (f / "teacher" / "COMPLETE").exists()]
-    if missing:
-        raise ValueError(f"out-of-fold and ensemble soft labels need the teachers of all {k} folds; "
-                         f"{', '.join(missing)} has none (run the pipeline without --run-folds)")
-    return [(f / "teacher" / "best", frozenset(read_split(f / "split.json").test)) for f in folds]
+def fold_soft_labels(fold: Path, records: list[Utterance], clips: list[np.ndarray], cfg: StudentConfig) -> np.ndarray:
+    """The logits of the teacher trained in `fold`, cached in that fold's teacher_logits/."""
+    return teacher_logits(fold / "teacher" / "best", records, clips, fold / "teacher_logits", cfg)
 
 
-def fold_logits(run: Path, k: int, source: str, records: list[Utterance], clips: list[np.ndarray],
+def soft_labels(fold: Path, source: str, k: int, records: list[Utterance], clips: list[np.ndarray],
                 cfg: StudentConfig) -> np.ndarray:
-    """Soft labels from the k fold teachers ("oof" or "ensemble"), in the order of `records`;
-    each teacher's logits are cached in its own fold's teacher_logits/."""
-    teachers = fold_teachers(run, k)
-    if source == "ensemble":
-        return np.mean([teacher_logits(t, records, clips, t.parent.parent / "teacher_logits", cfg)
-                        for t, _ in teachers], axis=0)
-    if source != "oof":
+    """Soft labels (in the order of `records`) for a student trained in `fold`, a fold or the
+    final/ folder of a run of k folds, from `source` (one of SOURCES)."""
+    if source == "teacher":
+        return fold_soft_labels(fold, records, clips, cfg)
+    if source not in SOURCES:
         raise ValueError(f"soft labels {source!r}; expected one of {SOURCES}")
+    teachers = fold_teachers(fold.parent, k)
+    if source == "ensemble":
+        return np.mean([fold_soft_labels(f, records, clips, cfg) for f, _ in teachers], axis=0)
     out: list[np.ndarray | None] = [None] * len(records)
-    for teacher, test in teachers:
+    for f, test in teachers:
         mine = [i for i, r in enumerate(records) if r.speaker in test]
         if mine:
-            got = teacher_logits(teacher, [records[i] for i in mine], [clips[i] for i in mine],
-                                 teacher.parent.parent / "teacher_logits", cfg)
+            got = fold_soft_labels(f, [records[i] for i in mine], [clips[i] for i in mine], cfg)
             for i, row in zip(mine, got):
                 out[i] = row
     unheard = sorted({r.speaker for r, x in zip(records, out) if x is None})
     if unheard:
         raise ValueError(f"speakers in no fold's test set, so without an out-of-fold teacher: {unheard}")
     return np.stack(out)
+
+
+def fold_teachers(run: Path, k: int) -> list[tuple[Path, frozenset[str]]]:
+    """(fold folder, test speakers) of each of the k folds of `run`; every fold must have
+    finished its teacher."""
+    folds = [run / f"fold{i}" for i in range(k)]
+    missing = [f.name for f in folds if not (f / "teacher" / "COMPLETE").exists()]
+    if missing:
+        raise ValueError(f"out-of-fold and ensemble soft labels need the teachers of all {k} folds; "
+                         f"{', '.join(missing)} has none (run the pipeline without --run-folds)")
+    return [(f, frozenset(read_split(f / "split.json").test)) for f in folds]

@@ -188,10 +188,11 @@ class TeacherModel(nn.Module):
         """Keep the encoder's input stage (convolutions, positions) and its lowest `n`
         transformer layers as pretrained: fine-tuning then adapts only the upper layers, and the
         general acoustics below cannot drift toward one corpus's speakers and sentences."""
-        enc = self.model.encoder if self.frontend == "whisper" else self.model.base_model
         if self.frontend == "whisper":
+            enc = self.model.encoder
             stem, layers = [enc.conv1, enc.conv2, enc.embed_positions], enc.layers
         else:
+            enc = self.model.base_model
             stem, layers = [enc.feature_extractor, enc.feature_projection, enc.encoder.pos_conv_embed], enc.encoder.layers
         if not 0 <= n <= len(layers):
             raise ValueError(f"freeze_layers={n}; the encoder has {len(layers)} layers")

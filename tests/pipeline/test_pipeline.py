@@ -21,7 +21,7 @@ from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs
 from training.evaluate import predict_probs, report_from_probs
 from pipeline.run import PipelineConfig, run_pipeline
-from pipeline.soft_labels import fold_logits, teacher_logits
+from pipeline.soft_labels import soft_labels, teacher_logits
 from training.records import Utterance
 from training.splits import apply_split, read_split
 from training.train_student import StudentConfig
@@ -144,7 +144,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     # out-of-fold soft labels: each clip from the fold teacher that never heard its speaker
     clips = [load_audio(r.path) for r in records]
     scfg = StudentConfig.from_dict(cfg.student)
-    oof = fold_logits(out, 2, "oof", records, clips, scfg)
+    oof = soft_labels(final, "oof", 2, records, clips, scfg)
     per_fold = []
     for fold in ("fold0", "fold1"):
         best = out / fold / "teacher" / "best"
@@ -152,7 +152,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
         test = set(read_split(out / fold / "split.json").test)
         mine = [i for i, r in enumerate(records) if r.speaker in test]
         assert mine and np.allclose(oof[mine], per_fold[-1][mine])
-    assert np.allclose(fold_logits(out, 2, "ensemble", records, clips, scfg), np.mean(per_fold, axis=0))
+    assert np.allclose(soft_labels(final, "ensemble", 2, records, clips, scfg), np.mean(per_fold, axis=0))
 
 
 def test_a_partial_run_says_how_many_folds_ran():
