@@ -16,7 +16,8 @@ import yaml
 from prometheus_client import generate_latest
 
 from service.metrics import Metrics
-from tests.deploy.test_k8s import drain_seconds
+from scripts.check_queries import walk_panels
+from service.server import DRAIN_S
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -29,7 +30,7 @@ def seconds(duration: str) -> int:
 
 
 def panels() -> list[dict]:
-    return [p for p in DASHBOARD["panels"]] + [q for p in DASHBOARD["panels"] for q in p.get("panels", [])]
+    return list(walk_panels(DASHBOARD["panels"]))
 
 
 def test_api_service_builds_on_a_chosen_base_and_is_limited():
@@ -39,7 +40,7 @@ def test_api_service_builds_on_a_chosen_base_and_is_limited():
     assert int(env["SER_INTRA_OP_THREADS"]) * int(env["SER_MAX_CONCURRENCY"]) == float(api["cpus"])
     assert api["mem_limit"]
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
-    assert seconds(api["stop_grace_period"]) >= drain_seconds() + 5
+    assert seconds(api["stop_grace_period"]) >= DRAIN_S + 5
     assert api["restart"] in ("always", "unless-stopped", "on-failure")
     assert "./models:/app/models:ro" in api["volumes"]
     assert api["read_only"] is True and "/tmp" in api["tmpfs"]

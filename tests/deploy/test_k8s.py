@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from service.server import DRAIN_S
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,13 +25,6 @@ def manifests() -> dict[str, dict]:
             for doc in yaml.safe_load_all(path.read_text()):
                 docs[doc["kind"]] = doc
     return docs
-
-
-def drain_seconds() -> int:
-    """The SIGTERM drain `ser serve` gives in-flight requests."""
-    from service.server import DRAIN_S
-
-    return DRAIN_S
 
 
 def api_container() -> dict:
@@ -108,7 +103,7 @@ def test_termination_grace_lets_the_prestop_sleep_and_the_drain_finish():
     pod = manifests()["Deployment"]["spec"]["template"]["spec"]
     command = api_container()["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + drain_seconds() + 5
+    assert pod["terminationGracePeriodSeconds"] >= int(command[1]) + DRAIN_S + 5
 
 
 def test_pod_runs_as_the_images_non_root_user_on_a_read_only_root():
