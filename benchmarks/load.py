@@ -138,7 +138,7 @@ def read_response(s: socket.socket, buf: bytearray) -> tuple[int, bool]:
 
 
 def load(port: int, request: bytes, connections: int, seconds: float, rate: float | None = None,
-         on_tick=None, retry_after: bool = False) -> Run:
+         retry_after: bool = False) -> Run:
     """`connections` keep-alive clients, each sending `request` back to back (closed loop), or
     together at `rate` requests/s (open loop; latency counted from each request's scheduled time).
     With `retry_after`, a client waits the 1 s of Retry-After after a 503, as a polite one does."""
@@ -179,10 +179,8 @@ def load(port: int, request: bytes, connections: int, seconds: float, rate: floa
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(connections)]
     for t in threads:
         t.start()
-    while any(t.is_alive() for t in threads):
-        time.sleep(1.0)
-        if on_tick:
-            on_tick(run)
+    for t in threads:
+        t.join()
     run.seconds = seconds
     return run
 

@@ -15,10 +15,9 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from load import wait_ready   # benchmarks/load.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -37,15 +36,12 @@ def start_server(repo: Path, port: int, env: dict[str, str]) -> subprocess.Popen
     proc = subprocess.Popen([str(python if python.exists() else sys.executable), "-m", "service.cli", "serve",
                              "--port", str(port)], cwd=repo, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("the server did not become ready")
+    try:
+        wait_ready(port, proc, timeout_s=120)
+    except SystemExit:
+        proc.kill()
+        raise
+    return proc
 
 
 def main() -> None:
