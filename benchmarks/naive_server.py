@@ -1,7 +1,8 @@
 """The naive baseline: FastAPI with the student in PyTorch, in-process, as a first version is
 often served. No limits, no thread settings (torch picks its own), no queue bound, a plain
-blocking `def` endpoint that FastAPI runs in its thread pool; the same decoding and windowing
-as the service, so only the serving stack differs.
+blocking `def` endpoint that FastAPI runs in its thread pool; the whole file decoded at once
+(libsndfile, soxr) and the service's windowing, so what differs is the serving stack and the
+service's bounded, block-by-block decoding (the same samples for the benchmark's 16 kHz WAV).
 
     python benchmarks/naive_server.py --port 8100 [--bundle models/student]
 
@@ -24,8 +25,7 @@ from fastapi import FastAPI, File, UploadFile
 
 from benchmarks.torch_student import check_parity, load_torch_student
 from service.audio import windows_for
-
-LABELS = ["angry", "disgust", "fear", "happy", "sad", "neutral"]
+from service.labels import LABELS
 
 
 def build_app(bundle: Path) -> FastAPI:
