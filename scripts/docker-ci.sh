@@ -102,16 +102,9 @@ say "$COMPOSE -p $PROJECT up -d api (port $port)"
 t_up=$(date +%s.%N)
 $COMPOSE -p "$PROJECT" up -d --no-build api
 cid=$($COMPOSE -p "$PROJECT" ps -q api)
-until curl -fsS "$base/readyz" >/dev/null 2>&1; do
-    [ "$(docker inspect -f '{{.State.Running}}' "$cid")" = true ] || fail "the api container exited"
-    [ "$(elapsed "$t_up" | cut -d. -f1)" -lt 90 ] || fail "/readyz not ready in 90 s"
-    sleep 0.1
-done
+wait_ready "$base" "$cid" 90 "$t_up" || fail "the api did not become ready"
 echo "time to ready: $(elapsed "$t_up") s from compose up to /readyz 200"
-until [ "$(docker inspect -f '{{.State.Health.Status}}' "$cid")" = healthy ]; do
-    [ "$(elapsed "$t_up" | cut -d. -f1)" -lt 120 ] || fail "compose healthcheck not healthy in 120 s"
-    sleep 1
-done
+wait_healthy "$cid" 120 "$t_up" || fail "the compose healthcheck did not pass"
 echo "compose healthcheck: healthy after $(elapsed "$t_up") s"
 [ "$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.NanoCpus}}' "$cid")" = "true 2000000000" ] \
     || fail "api is not read-only with 2 CPUs"

@@ -82,12 +82,7 @@ docker run -d --name "$NAME" --network host --cpus 1 \
     -e SER_INTRA_OP_THREADS=1 -e SER_MAX_CONCURRENCY=2 -e HEALTHCHECK_PORT="$PORT" \
     "$IMAGE" ser serve --host 127.0.0.1 --port "$PORT" >/dev/null
 base=http://127.0.0.1:$PORT
-t0=$(date +%s)
-until curl -fsS "$base/readyz" >/dev/null 2>&1; do
-    [ "$(docker inspect -f '{{.State.Running}}' "$NAME")" = true ] || fail "the container exited"
-    [ $(( $(date +%s) - t0 )) -lt 90 ] || fail "/readyz not ready in 90 s"
-    sleep 0.1
-done
+wait_ready "$base" "$NAME" 90 "$t_run" || fail "the container did not become ready"
 echo "time to ready: $(elapsed "$t_run") s from docker run to /readyz 200"
 
 if [ -f "$CLIP" ]; then
@@ -108,15 +103,9 @@ echo "label: $label"
 curl -fsS "$base/metrics" | grep '^ser_predictions_total{' >/dev/null || fail "/metrics has no ser_predictions_total"
 
 say "waiting for the HEALTHCHECK"
-t0=$(date +%s)
-while :; do
-    health=$(docker inspect -f '{{.State.Health.Status}}' "$NAME")
-    [ "$health" = healthy ] && break
-    [ "$health" = unhealthy ] && fail "health: unhealthy"
-    [ $(( $(date +%s) - t0 )) -lt 90 ] || fail "not healthy in 90 s (status: $health)"
-    sleep 1
-done
-echo "health: $health after $(( $(date +%s) - t0 )) s"
+t_health=$(date +%s.%N)
+wait_healthy "$NAME" 90 "$t_health" || fail "the HEALTHCHECK did not pass"
+echo "health: healthy after $(elapsed "$t_health") s"
 
 say "docker stop (SIGTERM)"
 t0=$(date +%s)
