@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 
 from export.onnx_export import bundle_meta, write_model_bundle
+from scripts.hostile_corpus import encode  # noqa: F401  (tests import it from here)
 from service.bundle import Bundle
 from service.labels import LABELS
 from training.student import LiteCNN, LiteCNNConfig, count_parameters
@@ -40,12 +41,6 @@ def voice(seconds: float = 1.0, sr: int = 16_000, channels: int = 1, seed: int =
     x = 0.25 * x / np.abs(x).max() + 0.002 * rng.standard_normal(len(t))
     x = x.astype(np.float32)
     return x if channels == 1 else np.stack([x * (1 - 0.1 * c) for c in range(channels)], axis=1)
-
-
-def encode(x: np.ndarray, sr: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, x, sr, format=fmt, subtype=subtype)
-    return buf.getvalue()
 
 
 def wav_bytes(seconds: float = 1.0, sr: int = 16_000) -> bytes:

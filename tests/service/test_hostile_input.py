@@ -3,17 +3,12 @@ memory measured, and the whole generated corpus of scripts/hostile_corpus.py."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
+from scripts.hostile_corpus import bombs, corpus, reset_peak, rss_kb, run_corpus
 from service.audio import AudioError, load_audio
 from tests.helpers import encode, running_server, voice
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from hostile_corpus import bombs, corpus, reset_peak, rss_kb, run_corpus  # noqa: E402
 
 MB = 1 << 20
 UPLOAD_LIMIT, MAX_DURATION_S = 10_000_000, 60
