@@ -149,6 +149,21 @@ def check_all(prom: str, dashboard: Path, rules: Path, loaded_rules: bool) -> tu
     return problems, len(panels) + len(variables) + len(alerts)
 
 
+def check_until_clean(prom: str, dashboard: Path, rules: Path, loaded_rules: bool, wait_s: float,
+                      poll_s: float = 2.0, alive=None) -> tuple[list[str], int]:
+    """`check_all`, tried again every `poll_s` until it finds nothing or `wait_s` has passed: a
+    fresh Prometheus needs a few scrapes and rule evaluations. `alive()`, when given, runs first
+    each time (to stop early when Prometheus itself has died)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if alive:
+            alive()
+        problems, n = check_all(prom, dashboard, rules, loaded_rules)
+        if not problems or time.monotonic() > deadline:
+            return problems, n
+        time.sleep(poll_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
@@ -158,12 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not require Prometheus to have loaded the rules file")
     ap.add_argument("--wait", type=float, default=60, help="seconds to retry until everything passes")
     args = ap.parse_args(argv)
-    deadline = time.monotonic() + args.wait
-    while True:
-        problems, n = check_all(args.prometheus, args.dashboard, args.rules, not args.no_loaded_rules)
-        if not problems or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    problems, n = check_until_clean(args.prometheus, args.dashboard, args.rules, not args.no_loaded_rules,
+                                    args.wait)
     if problems:
         print(f"PromQL check FAILED: {len(problems)} problems with the {n} queries", file=sys.stderr)
         print("\n".join(f"  {p}" for p in problems), file=sys.stderr)

@@ -5,14 +5,13 @@ query returns data, each rule evaluates. A renamed metric fails the same check."
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from scripts.check_queries import DASHBOARD, RULES, check_all
+from scripts.check_queries import DASHBOARD, RULES, check_all, check_until_clean
 from tests.helpers import RAVDESS_CLIP, wav_bytes
 from tests.service.test_prometheus import prometheus_binary, running_prometheus
 from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
@@ -54,13 +53,10 @@ def test_dashboard_and_alert_queries_run_against_a_real_prometheus(server, repo_
     traffic = threading.Thread(target=send_traffic, args=(server[0], stop), daemon=True)
     traffic.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def running():
             assert proc.poll() is None, f"prometheus exited:\n{log.read_text()}"
-            problems, n = check_all(prom, DASHBOARD, RULES, loaded_rules=True)
-            if not problems or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+
+        problems, n = check_until_clean(prom, DASHBOARD, RULES, loaded_rules=True, wait_s=60, poll_s=1, alive=running)
         assert not problems, "\n".join(problems)
         assert n >= 25   # 17 panel queries, 2 variables, 10 rules: none was skipped
 
