@@ -33,9 +33,9 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
     is None for a split without test speakers (a model trained on every speaker). `license`:
     the training corpus's terms for the data and the weights (`read_corpus_info`)."""
-    parity = np.concatenate([windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
-                                         window["trim_silence"], window.get("pad", "zero"))[0]
-                             for r in (parts["test"] or parts["val"])[:3]])
+    parity = [windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
+                          window["trim_silence"], window.get("pad", "zero"))[0]
+              for r in (parts["test"] or parts["val"])[:3]]
     n_params = sum(p.numel() for p in model.parameters())
     meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
                        license=license, **window)
@@ -80,41 +80,47 @@ def split_info(fold: Path, parts: dict) -> dict:
             "split": json.loads((fold / "split.json").read_text())}
 
 
-def export_fold_bundles(fold: Path, parts: dict, teacher_dir: Path, students: dict[str, Path]) -> dict:
-    """All bundles of one pipeline fold, RUN/foldK (or of the final models, RUN/final), and their
-    test reports (None where the split has no test speakers). The corpus's name and licence
-    come from the run (RUN/corpus.json)."""
-    from training.teacher import load_teacher
+def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, window: dict, teacher_dir: Path,
+                        students: dict[str, Path]) -> dict:
+    """All bundles of one pipeline split, RUN/<split> (or of the final models, RUN/final), and
+    their test reports (None where the split has no test speakers). `teacher`: the fold's
+    teacher on raw waveform, served with `window`, trained in `teacher_dir`. The corpora's
+    names and licences come from the run (RUN/corpus.json)."""
     from training.train_student import load_student
-    from training.train_teacher import served_window
 
     info = split_info(fold, parts)
     corpus = read_corpus_info(fold.parent)
     reports = {}
-    tcfg = json.loads((teacher_dir.parent / "config.json").read_text())
-    window = served_window(teacher_dir)
-    description = teacher_description(tcfg["backbone"])
+    tcfg, backbone, description = teacher_training(teacher_dir)
     reports["teacher"] = _cached(fold, "teacher", lambda out: export_bundle(
-        load_teacher(teacher_dir).eval(), out, role="teacher", name=f"{Path(tcfg['backbone']).name}-ser",
-        window=window, parts=parts, training={**info, "config": tcfg}, license=corpus["license"],
-        description=description,
+        teacher, out, role="teacher", name=f"{Path(backbone).name}-ser", window=window, parts=parts,
+        training={**info, "config": tcfg}, license=corpus["license"], description=description,
         eval_dir=fold / "eval" / "teacher"))
     reports["teacher_int8"] = _cached(fold, "teacher-int8", lambda out: export_quantized(
         fold / "bundles" / "teacher", out, parts, fold / "eval" / "teacher-int8",
         description + INT8_NOTE["teacher"]))
     for key, ckpt in students.items():
         model, scfg = load_student(ckpt)
-        window = scfg.window()
         out_name = "student" if key == "student_kd" else key
         reports[out_name] = _cached(fold, out_name, lambda out: export_bundle(
-            model, out, role="student", name=student_name(corpus), window=window, parts=parts,
+            model, out, role="student", name=student_name(corpus), window=scfg.window(), parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
-            license=corpus["license"],
-            description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
+            license=corpus["license"], description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
     reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
         fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
         STUDENT_DESCRIPTION + INT8_NOTE["student"]))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
+
+
+def teacher_training(teacher_dir: Path) -> tuple[dict, str, str]:
+    """(training config, backbone, card description) of a pipeline teacher folder: a frozen
+    encoder's head (head.json) or a fine-tuned checkpoint (config.json beside best/)."""
+    if (teacher_dir / "head.json").is_file():
+        head = json.loads((teacher_dir / "head.json").read_text())
+        cfg = {k: v for k, v in head.items() if k != "history"}
+        return cfg, head["backbone"], frozen_description(head["backbone"], head["layer_weights"])
+    cfg = json.loads((teacher_dir / "config.json").read_text())
+    return cfg, cfg["backbone"], teacher_description(cfg["backbone"])
 
 
 def student_name(corpus: dict) -> str:
@@ -130,9 +136,22 @@ def _cached(fold: Path, name: str, make) -> dict | None:
     return make(out)[1]
 
 
+def _source(backbone: str) -> str:
+    return next((s for key, s in TEACHER_SOURCES.items() if Path(backbone).name.startswith(key)),
+                f"the pretrained encoder {backbone}")
+
+
+def frozen_description(backbone: str, layer_weights: list[float]) -> str:
+    weights = ", ".join(f"{w:.2f}" for w in layer_weights)
+    return (f"{_source(backbone)}, frozen: each window is scaled to peak 1, every hidden state (embeddings "
+            "and each layer) is pooled over time into its mean and standard deviation, standardised, mixed "
+            f"by learned softmax layer weights ({weights}, embeddings first) and classified by a two-layer "
+            "MLP. The whole computation, log-mel included, runs inside the ONNX graph; short clips are "
+            "not padded.")
+
+
 def teacher_description(backbone: str) -> str:
-    source = next((s for key, s in TEACHER_SOURCES.items() if Path(backbone).name.startswith(key)),
-                  f"the pretrained encoder {backbone}")
+    source = _source(backbone)
     return (f"{source}, fine-tuned whole for emotion classification (a projector, mean over time "
             "and a linear layer on the last layer's frames). The front end (Whisper: the log-mel; "
             "wav2vec2-type: waveform normalisation) runs inside the ONNX graph; audio is not padded to 30 s.")

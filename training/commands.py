@@ -32,7 +32,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
     split = split_by_speaker(records, val_speakers=args.val_speakers, test_speakers=args.test_speakers, seed=args.seed)
     write_records(records, run / "records.csv")
     write_split(split, run / "split.json")
-    write_corpus_info(run, args.corpus, args.data)
+    write_corpus_info(run, [(args.corpus, args.data)])
     return records, split
 
 

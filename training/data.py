@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +11,8 @@ from tqdm import tqdm
 
 from service.audio import SAMPLE_RATE, fill, load_audio, trim_silence
 from service.labels import LABELS
-from training.degrade import CONDITIONS, degrade
+from training.degrade import CONDITIONS, degrade, noise
+from training.rooms import reverberate, room_bank
 from training.records import Utterance
 
 
@@ -40,8 +40,9 @@ def class_weights(labels: list[str]) -> torch.Tensor:
 @dataclass
 class Augment:
     gain_db: float = 6.0          # random gain +-; the model normalises, but real clipping/levels vary
-    noise_snr_db: tuple[float, float] = (10.0, 40.0)   # white noise at a random SNR ...
-    noise_p: float = 0.5          # ... on this fraction of crops
+    noise_snr_db: tuple[float, float] = (0.0, 20.0)   # pink noise at a random SNR ...
+    noise_p: float = 0.3          # ... on this fraction of crops
+    reverb_p: float = 0.3         # this fraction of crops is played in a simulated room (training.rooms)
     speed: float = 0.1            # resample by a factor in 1 +- this: pitch and tempo vary across speakers
     degrade_p: float = 0.0        # this fraction of crops goes through one random training.degrade
                                   # condition (telephone band, MP3, noise, reverb, gain): users' audio
@@ -49,14 +50,15 @@ class Augment:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.degrade_p and rng.random() < self.degrade_p:
             x = degrade(x, str(rng.choice(sorted(CONDITIONS))), seed=int(rng.integers(2**31)))
+        if self.reverb_p and rng.random() < self.reverb_p:
+            rooms = room_bank()
+            x = reverberate(x, rooms[int(rng.integers(len(rooms)))])
         if self.speed:
             factor = rng.uniform(1 - self.speed, 1 + self.speed)
             x = np.interp(np.arange(0, len(x) - 1, factor), np.arange(len(x)), x).astype(np.float32)
         x = x * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if rng.random() < self.noise_p:
-            power = float(np.mean(x ** 2)) + 1e-10
-            snr = rng.uniform(*self.noise_snr_db)
-            x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (snr / 10)))
+            x = noise(x, rng, snr_db=rng.uniform(*self.noise_snr_db)).astype(np.float32)
         return x
 
 
@@ -82,26 +84,14 @@ def augmented_crop(clip: np.ndarray, window: int, augment: Augment | None, rng: 
     return np.ascontiguousarray(random_crop(x, window, rng, pad), dtype=np.float32)
 
 
-def view_rng(seed: int, example_id: str, view: int) -> np.random.Generator:
-    """The randomness of augmented view `view` of an example: the teacher and the student see
-    exactly the same crop for the same (seed, example id, view)."""
-    return np.random.default_rng((seed, zlib.crc32(example_id.encode()), view))
-
-
 class CropDataset(Dataset):
-    """(crop (S,), label index, soft target (C,) or zeros).
+    """(crop (S,), label index, soft target (C,) or zeros), with fresh random augmentation
+    every epoch. A label None (an unlabeled clip) becomes UNLABELED: only its soft target teaches."""
 
-    Without `soft`, or with soft of shape (N, C): fresh random augmentation every epoch.
-    With soft of shape (N, V, C) (teacher logits of V fixed augmented views per example),
-    each epoch draws one of the V views and returns the teacher's logits for exactly that crop.
-    """
-
-    def __init__(self, clips: list[np.ndarray], labels: list[str], window_s: float, *,
-                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0,
-                 ids: list[str] | None = None, pad: str = "zero"):
-        self.clips, self.window, self.ids, self.pad = clips, round(window_s * SAMPLE_RATE), ids, pad
-        # "" marks an unlabeled example (a KD transfer clip): only its soft target teaches
-        self.y = np.array([LABELS.index(lab) if lab else UNLABELED for lab in labels])
+    def __init__(self, clips: list[np.ndarray], labels: list[str | None], window_s: float, *,
+                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0, pad: str = "zero"):
+        self.clips, self.window, self.pad = clips, round(window_s * SAMPLE_RATE), pad
+        self.y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
         self.soft = soft if soft is not None else np.zeros((len(clips), len(LABELS)), dtype=np.float32)
         self.augment, self.seed, self.epoch = augment, seed, 0
 
@@ -110,10 +100,5 @@ class CropDataset(Dataset):
 
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        if self.soft.ndim == 3:
-            view = int(rng.integers(self.soft.shape[1]))
-            rng = view_rng(self.seed, self.ids[i], view)
-            x, soft = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad), self.soft[i, view]
-        else:
-            x, soft = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad), self.soft[i]
-        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(soft)
+        x = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad)
+        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i])

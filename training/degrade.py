@@ -14,10 +14,13 @@ import soundfile as sf
 import soxr
 
 from service.audio import SAMPLE_RATE
+from training.rooms import reverberate, room_bank
 
 MP3_LEVEL = 0.85      # libsndfile compression level that gives 32 kbit/s CBR for 16 kHz mono
 SNR_DB = 10.0
-RT60_S = 0.5          # reverberation time of the synthetic room
+RT60_S = 0.5          # reverberation time of the simulated rooms
+EVAL_ROOMS = 16       # rooms the evaluation draws from (a bank apart from training's, by its seed)
+EVAL_ROOM_SEED = 1000
 
 
 def telephone(x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -42,7 +45,7 @@ def mp3(x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
 
 
 def noise(x: np.ndarray, rng: np.random.Generator, snr_db: float = SNR_DB) -> np.ndarray:
-    """Additive pink-ish noise (white noise with a 1/f power spectrum) at `snr_db` below the
+    """Additive pink noise (white noise shaped to a 1/f power spectrum) at `snr_db` below the
     speech's mean power."""
     white = np.fft.rfft(rng.standard_normal(len(x)))
     f = np.arange(len(white)) + 1.0
@@ -52,14 +55,10 @@ def noise(x: np.ndarray, rng: np.random.Generator, snr_db: float = SNR_DB) -> np
 
 
 def reverb(x: np.ndarray, rng: np.random.Generator, rt60_s: float = RT60_S) -> np.ndarray:
-    """Convolution with a synthetic room impulse response: a direct path, then exponentially
-    decaying noise (60 dB down at `rt60_s`), normalised to the input's peak."""
-    t = np.arange(int(rt60_s * SAMPLE_RATE)) / SAMPLE_RATE
-    rir = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60_s) * 0.3
-    rir[0] = 1.0
-    n = 1 << (len(x) + len(rir) - 2).bit_length()   # linear convolution by a power-of-two FFT
-    y = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(rir, n), n)[: len(x)]
-    return y * (np.abs(x).max() / max(np.abs(y).max(), 1e-9))
+    """`x` in a simulated room with a reverberation time of `rt60_s`: one of EVAL_ROOMS rooms
+    (training.rooms: random shoebox rooms, sources and microphones), drawn by the seed."""
+    bank = room_bank(seed=EVAL_ROOM_SEED, size=EVAL_ROOMS, rt60_s=rt60_s)
+    return reverberate(x, bank[int(rng.integers(len(bank)))])
 
 
 def gain(db: float):

@@ -14,13 +14,15 @@ class Utterance:
     id: str            # unique within the corpus, stable across runs (used as a cache key)
     path: str          # absolute path of the audio file
     speaker: str       # corpus-qualified speaker id, e.g. "ravdess:01"
-    label: str         # one of service.labels.LABELS
+    label: str | None  # one of service.labels.LABELS; None: a clip outside the six classes
+                       # (unlabeled: a distilled student learns from its teacher soft labels only)
     corpus: str
     sex: str = ""      # "male" | "female" | "" (unknown)
     intensity: str = ""
+    text: str = ""     # what is said, where the corpus gives it
 
     def __post_init__(self) -> None:
-        if self.label not in LABELS:
+        if self.label is not None and self.label not in LABELS:
             raise ValueError(f"utterance {self.id}: unknown label {self.label!r}; expected one of {LABELS}")
         if not self.speaker:
             raise ValueError(f"utterance {self.id}: empty speaker id")
@@ -32,9 +34,9 @@ def write_records(records: list[Utterance], path: str | Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
-        w.writerows(asdict(r) for r in records)
+        w.writerows({**asdict(r), "label": r.label or ""} for r in records)
 
 
 def read_records(path: str | Path) -> list[Utterance]:
     with open(path, newline="") as f:
-        return [Utterance(**row) for row in csv.DictReader(f)]
+        return [Utterance(**{**row, "label": row["label"] or None}) for row in csv.DictReader(f)]

@@ -7,8 +7,9 @@ from the two bundles' answers without running them again. Layout under a fold's 
     <bundle>/sets/<set>.npy     (N, C) calibrated probabilities on one set
     <bundle>/sets/<set>.json    classification report (UA, recall, confusion)
 
-Sets: ``cross-<name>`` (every clip of another corpus), ``test`` (the fold's test speakers) and
-``degraded-<condition>`` (the test speakers under `training.degrade.CONDITIONS`).
+Sets: ``cross-<name>`` (every clip of a corpus never trained on), ``test-<corpus>`` (the split's
+test speakers of that corpus) and ``degraded-<condition>-<corpus>`` (some of them under each of
+`training.degrade.CONDITIONS`).
 """
 
 from __future__ import annotations
@@ -77,12 +78,16 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
     return out
 
 
-def robustness_sets(test: list[Utterance], cross: dict[str, list[Utterance]]) -> dict:
-    """The sets a fold is scored on: each cross corpus, and the test speakers (if any) clean
-    and per degradation."""
-    return {**{f"cross-{name}": (recs, None) for name, recs in cross.items()},
-            **({"test": (test, None)} if test else {}),
-            **{f"degraded-{c}": (test, c) for c in CONDITIONS if test}}
+def robustness_sets(test: list[Utterance], cross: dict[str, list[Utterance]], degraded_clips: int = 200) -> dict:
+    """The sets a split is scored on: each cross corpus, and per corpus the test speakers (if
+    any) clean and, on `degraded_clips` of them spread evenly, per degradation."""
+    sets = {f"cross-{name}": (recs, None) for name, recs in cross.items()}
+    for corpus in sorted({r.corpus for r in test}):
+        mine = [r for r in test if r.corpus == corpus]
+        some = mine[::max(1, len(mine) // degraded_clips)][:degraded_clips]
+        sets[f"test-{corpus}"] = (mine, None)
+        sets.update({f"degraded-{c}-{corpus}": (some, c) for c in CONDITIONS})
+    return sets
 
 
 def _report(probs: np.ndarray, records: list[Utterance]) -> dict:

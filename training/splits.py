@@ -122,6 +122,51 @@ def kfold_by_speaker(records: list[Utterance], k: int, *, seed: int = 0,
     return splits
 
 
+def kfold_by_corpus(records: list[Utterance], k: int, *, seed: int = 0,
+                    val_speakers: int | None = None, val_fraction: float | None = None) -> list[Split]:
+    """k splits that fold every corpus's speakers separately: fold i tests fold i of each
+    corpus (`kfold_by_speaker` per corpus, val speakers drawn per corpus), so a corpus with
+    few speakers is in every test fold instead of in one. One corpus: `kfold_by_speaker`."""
+    per_corpus = [kfold_by_speaker(recs, k, seed=seed, val_speakers=val_speakers, val_fraction=val_fraction)
+                  for recs in _by_corpus(records).values()]
+    return [_merge(records, splits, seed=seed, fold=i, k=k) for i, splits in enumerate(zip(*per_corpus))]
+
+
+def split_by_corpus(records: list[Utterance], *, seed: int = 0, val_speakers: int | None = None,
+                    val_fraction: float | None = None, test_speakers: int = 0) -> Split:
+    """`split_by_speaker` within each corpus (the counts are per corpus), merged."""
+    return _merge(records, [split_by_speaker(recs, val_speakers=val_speakers, val_fraction=val_fraction,
+                                             test_speakers=test_speakers, seed=seed)
+                            for recs in _by_corpus(records).values()], seed=seed)
+
+
+def leave_one_corpus_out(records: list[Utterance], held_out: str, *, seed: int = 0,
+                         val_speakers: int | None = None, val_fraction: float | None = None) -> Split:
+    """Train on every corpus but `held_out` (val speakers drawn from each of them), test on
+    all of `held_out`'s speakers: how a model does on a recording set-up, language and
+    speakers it never saw."""
+    by_corpus = _by_corpus(records)
+    if held_out not in by_corpus or len(by_corpus) < 2:
+        raise ValueError(f"held-out corpus {held_out!r}; the records hold {sorted(by_corpus)} "
+                         "(leave-one-corpus-out needs two corpora or more)")
+    rest = split_by_corpus([r for r in records if r.corpus != held_out], seed=seed,
+                           val_speakers=val_speakers, val_fraction=val_fraction)
+    test = sorted({r.speaker for r in by_corpus[held_out]})
+    return _make_split(records, _speaker_sexes(records), list(rest.train), list(rest.val), test, seed=seed)
+
+
+def _merge(records: list[Utterance], splits, **kw) -> Split:
+    parts = ([s for split in splits for s in getattr(split, part)] for part in PARTS)
+    return _make_split(records, _speaker_sexes(records), *parts, **kw)
+
+
+def _by_corpus(records: list[Utterance]) -> dict[str, list[Utterance]]:
+    out: dict[str, list[Utterance]] = {}
+    for r in records:
+        out.setdefault(r.corpus, []).append(r)
+    return dict(sorted(out.items()))
+
+
 def apply_split(records: list[Utterance], split: Split) -> dict[str, list[Utterance]]:
     """Records per part ("train", "val", "test"), each in the order given.
 
@@ -251,5 +296,6 @@ def _make_split(records: list[Utterance], sexes: dict[str, str], train: list[str
     for r in records:
         c = counts[part_of[r.speaker]]
         c["utterances"] += 1
-        c["labels"][r.label] += 1
+        if r.label is not None:
+            c["labels"][r.label] += 1
     return Split(counts=counts, **{part: tuple(s) for part, s in parts.items()}, **kw)

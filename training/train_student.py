@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from training.evaluate import predict_probs
@@ -35,13 +35,12 @@ class StudentConfig:
     weight_decay: float = 1e-2
     alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
     temperature: float = 2.0      # KD softening temperature T
-    kd_views: int = 0             # 0: one teacher soft label per clip; V > 0: per fixed augmented crop
-                                  # (measured on RAVDESS fold 0: V=8 lowered UA by 0.04-0.11, docs/experiments.md)
     augment: bool = True
     speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
     degrade_p: float = 0.0        # fraction of crops degraded like users' audio (training.data.Augment)
+    noise_p: float = 0.3          # fraction of crops with pink noise at 0-20 dB SNR
+    reverb_p: float = 0.3         # fraction of crops played in a simulated room
     balanced: bool = False        # class-weighted hard-label loss (training.data.class_weights)
-    mixup: float = 0.0            # Beta(m, m) mixup of crop pairs (and their targets); 0 = off
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
     seed: int = 0
     threads: int = 2              # torch intra-op threads (these machines have 2 cores)
@@ -72,14 +71,15 @@ def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha:
     return alpha * ce + (1 - alpha) * T * T * kl
 
 
-def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[list, list[str]],
+def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val: tuple[list, list[str]],
                   out_dir: str | Path, *, teacher_logits: np.ndarray | None = None,
-                  ids: list[str] | None = None) -> LiteCNN:
+                  weights: np.ndarray | None = None) -> LiteCNN:
     """Train on (clips, labels); keep the checkpoint with the best validation UA.
 
-    Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so).
-    teacher_logits: (N, C) per example, or (N, V, C) per augmented view (then `ids`, the
-    example ids, fix each view's crop; see training.data.CropDataset).
+    Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so); a
+    label None marks an unlabeled clip, which teaches through its soft label only.
+    teacher_logits: (N, C) per example. weights: how often each example is drawn (an epoch
+    draws N crops with replacement; None: each example once per epoch, shuffled).
     Writes out_dir/{student.pt, config.json, history.json}.
     """
     out = Path(out_dir)
@@ -89,15 +89,17 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
     torch.set_num_threads(cfg.threads)
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
+    augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
     ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
-                     augment=Augment(speed=cfg.speed, degrade_p=cfg.degrade_p) if cfg.augment else None, seed=cfg.seed, ids=ids, pad=cfg.pad)
+                     augment=augment if cfg.augment else None, seed=cfg.seed, pad=cfg.pad)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sampler = None if weights is None else WeightedRandomSampler(weights, len(ds), generator=gen)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) > cfg.batch_size,
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    weight = class_weights(train[1]) if cfg.balanced else None
+    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                        drop_last=len(ds) > cfg.batch_size, generator=gen)
+    weight = class_weights([lab for lab in train[1] if lab]) if cfg.balanced else None
     model = LiteCNN(cfg.model)
     opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader))
-    rng = np.random.default_rng(cfg.seed)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history = -1.0, []
     bar = tqdm(range(cfg.epochs), desc=f"student alpha={cfg.alpha}", unit="epoch")
@@ -106,13 +108,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str]], val: tuple[
         model.train()
         t0, losses = time.time(), []
         for x, y, soft in loader:
-            if cfg.mixup > 0:
-                lam, j = float(rng.beta(cfg.mixup, cfg.mixup)), torch.randperm(len(x))
-                logits = model(lam * x + (1 - lam) * x[j])
-                loss = (lam * kd_loss(logits, y, soft, cfg.alpha, cfg.temperature, weight)
-                        + (1 - lam) * kd_loss(logits, y[j], soft[j], cfg.alpha, cfg.temperature, weight))
-            else:
-                loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature, weight)
+            loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature, weight)
             opt.zero_grad()
             loss.backward()
             opt.step()

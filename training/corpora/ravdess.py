@@ -113,14 +113,13 @@ def ravdess_license(root: str | Path | None = None) -> dict[str, str]:
 
 
 def ravdess_transfer_clips(root: str | Path) -> list[Utterance]:
-    """The clips outside the 6 classes (calm, surprised), as records labelled "neutral" only to
-    satisfy the record type: the pipeline uses them as an unlabeled KD transfer set (the
-    student learns from the teacher's soft labels on them, never from their label)."""
+    """The clips outside the 6 classes (calm, surprised), unlabeled (``label=None``): a distilled
+    student learns from the teacher's soft labels on them."""
     root = Path(root).resolve()
     manifest = root / "manifest.csv"
     rows = _rows_from_manifest(manifest) if manifest.is_file() else _rows_from_names(root)
     return sorted((Utterance(id=f"{CORPUS}:{row['stem']}", path=str(row["path"]), speaker=f"{CORPUS}:{row['actor']}",
-                             label="neutral", corpus=CORPUS, sex=row["sex"], intensity=row["intensity"])
+                             label=None, corpus=CORPUS, sex=row["sex"], intensity=row["intensity"])
                    for row in rows if row["emotion"] not in EMOTION_LABELS), key=lambda r: r.id)
 
 

@@ -1,0 +1,105 @@
+"""The pipeline's teacher stage and the soft labels it gives the distilled student.
+
+Two teacher recipes (PipelineConfig.teacher_kind):
+- "frozen" (the default): a frozen encoder with learned layer weights over mean+std pooled
+  layers and a small head (training.frozen_teacher). The encoder's statistics are computed once
+  per clip for the whole run (RUN/encoder_stats/), so a fold's teacher trains in seconds.
+- "finetune": the whole encoder fine-tuned (training.train_teacher), minutes to an hour a fold.
+
+Soft labels are the teacher's logits per training clip (labeled and transfer clips alike), the
+mean over the clip's windows as the teacher serves them; computed once per clip and teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.audio import windows_for
+from training.records import Utterance
+
+COMPLETE = "COMPLETE"
+
+
+def train_teacher_stage(fold: Path, parts: dict[str, list[Utterance]], clips: dict, cfg, backbone: Path) -> Path:
+    """The fold's teacher in fold/teacher/ (skipped when it is COMPLETE); returns that folder."""
+    out = fold / "teacher"
+    if (out / COMPLETE).exists():
+        return out
+    if cfg.teacher_kind == "frozen":
+        from training.frozen_teacher import HeadConfig, save_head, train_head
+
+        feats = encoder_stats(fold.parent, backbone, [*parts["train"], *parts["val"]], clips)
+        head, history = train_head(feats, parts["train"], parts["val"], HeadConfig(**{"seed": cfg.seed, **cfg.teacher}),
+                                   balanced=cfg.balanced)
+        save_head(head, out, {"backbone": str(backbone), **history})
+    else:
+        from training.train_teacher import TeacherConfig, train_teacher
+
+        tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": str(backbone), "seed": cfg.seed})
+        data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
+        # an interrupted run has last/ (weights, optimizer, epoch): continue from there
+        train_teacher(tcfg, data["train"], data["val"], out, resume=(out / "last").exists())
+    (out / COMPLETE).touch()
+    return out
+
+
+def encoder_stats(run: Path, backbone: Path, records: list[Utterance], clips: dict) -> dict[str, np.ndarray]:
+    """The frozen encoder's window statistics of `records`, cached for the whole run."""
+    from training.frozen_teacher import WINDOW, cache_dir, layer_stats
+
+    return layer_stats(backbone, records, clips, WINDOW, cache_dir(run / "encoder_stats", backbone, WINDOW))
+
+
+def load_fold_teacher(teacher_dir: Path, kind: str) -> tuple[torch.nn.Module, dict]:
+    """(torch model on raw waveform, the window it is served with) of a fold's teacher."""
+    if kind == "frozen":
+        from training.frozen_teacher import WINDOW, FrozenTeacher, build_stats, load_head
+
+        backbone = json.loads((teacher_dir / "head.json").read_text())["backbone"]
+        return FrozenTeacher(build_stats(backbone), load_head(teacher_dir)).eval(), dict(WINDOW)
+    from training.teacher import load_teacher
+    from training.train_teacher import served_window
+
+    return load_teacher(teacher_dir / "best").eval(), served_window(teacher_dir / "best")
+
+
+def soft_labels(fold: Path, teacher_dir: Path, kind: str, records: list[Utterance], clips: dict) -> np.ndarray:
+    """(N, C) teacher logits per record (the mean over its served windows), cached per teacher."""
+    if kind == "frozen":
+        from training.frozen_teacher import load_head
+
+        head = load_head(teacher_dir)
+        backbone = Path(json.loads((teacher_dir / "head.json").read_text())["backbone"])
+        feats = encoder_stats(fold.parent, backbone, records, clips)
+        with torch.no_grad():
+            return np.stack([head(torch.from_numpy(feats[r.id].astype(np.float32))).mean(dim=0).numpy()
+                             for r in records]).astype(np.float32)
+    return _cached_logits(teacher_dir, records, clips, fold / "teacher_logits")
+
+
+@torch.no_grad()
+def _cached_logits(teacher_dir: Path, records: list[Utterance], clips: dict, cache: Path) -> np.ndarray:
+    model, window = load_fold_teacher(teacher_dir, "finetune")
+    path = cache / f"{checkpoint_sha(teacher_dir / 'best')}.npz"
+    stored = dict(np.load(path)) if path.exists() else {}
+    missing = [r for r in records if r.id not in stored]
+    for r in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
+        w, _ = windows_for(clips[r.id], window["window_s"], window["hop_s"], trim=False, pad=window["pad"])
+        stored[r.id] = model(torch.from_numpy(w)).mean(dim=0).numpy()
+    if missing:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **stored)
+    return np.stack([stored[r.id] for r in records]).astype(np.float32)
+
+
+def checkpoint_sha(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
