@@ -55,7 +55,7 @@ def corpus_table(splits: list[dict]) -> dict[str, dict]:
         for name in names:
             group = [s["sets"][name] for s in (folds if prefix == "test-" else splits) if name in s["sets"]]
             rows[name[len(prefix):] if prefix == "test-" else f"{name[len(prefix):]} never trained on"] = {
-                "kind": kind, **_row({m: [g[m] for g in group] for m in MODELS if m in group[0]}, kind != "k-fold")}
+                "kind": kind, **_row({m: [g[m] for g in group] for m in MODELS if all(m in g for g in group)}, kind != "k-fold")}
     for s in loco:
         corpus = s["fold"][len("loco-"):]
         rep = s["sets"][f"test-{corpus}"]

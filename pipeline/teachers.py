@@ -35,9 +35,9 @@ def train_teacher_stage(fold: Path, parts: dict[str, list[Utterance]], clips: di
         from training.frozen_teacher import HeadConfig, save_head, train_head
 
         feats = encoder_stats(fold.parent, backbone, [*parts["train"], *parts["val"]], clips)
-        head, history = train_head(feats, parts["train"], parts["val"], HeadConfig(**{"seed": cfg.seed, **cfg.teacher}),
-                                   balanced=cfg.balanced)
-        save_head(head, out, {"backbone": str(backbone), **history})
+        hcfg = HeadConfig(**{"seed": cfg.seed, **cfg.teacher})
+        head, history = train_head(feats, parts["train"], parts["val"], hcfg, balanced=cfg.balanced)
+        save_head(head, hcfg, out, {"backbone": str(backbone), **history})
     else:
         from training.train_teacher import TeacherConfig, train_teacher
 

@@ -90,7 +90,7 @@ class StatsHead(nn.Module):
         self.register_buffer("mean", torch.zeros(n_states, dim))
         self.register_buffer("std", torch.ones(n_states, dim))
         self.layer_logits = nn.Parameter(torch.zeros(n_states))
-        self.concat = cfg.mix == "concat"
+        self.concat, self.n_states = cfg.mix == "concat", n_states
         dim = dim * n_states if self.concat else dim
         self.mlp = (nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(dim, cfg.hidden), nn.ReLU(),
                                   nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, n_classes)) if cfg.hidden
@@ -99,7 +99,7 @@ class StatsHead(nn.Module):
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
         z = (stats - self.mean) / self.std
         w = F.softmax(self.layer_logits, dim=0)
-        mixed = (z * w[:, None]).flatten(1) * len(w) if self.concat else (z * w[:, None]).sum(dim=1)
+        mixed = (z * w[:, None]).flatten(1) * self.n_states if self.concat else (z * w[:, None]).sum(dim=1)
         return self.mlp(mixed)
 
     def layer_weights(self) -> list[float]:

@@ -47,8 +47,8 @@ def tiny_model(kind: str, **overrides):
     if kind == "whisper":
         cfg = t.WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
                               decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
-                              max_source_positions=int(WHISPER_MAX_S * 50), classifier_proj_size=16,
-                              num_labels=len(LABELS), **overrides)
+                              classifier_proj_size=16, num_labels=len(LABELS),
+                              **{"max_source_positions": int(WHISPER_MAX_S * 50), **overrides})
         model = t.WhisperForAudioClassification(cfg)
     else:
         cls = {"wav2vec2": (t.Wav2Vec2Config, t.Wav2Vec2ForSequenceClassification),

@@ -69,7 +69,7 @@ def write_corpus_info(run: Path, corpora: list[tuple[str, str | Path]]) -> dict:
     """Record in the run folder which corpora (name, root) it was made from, and their licences:
     a model trained on several corpora carries the terms of each."""
     each = [{"name": name, "license": adapter(name).license(root)} for name, root in corpora]
-    info = {"name": "-".join(c["name"] for c in each), "corpora": each,
+    info = {"name": "-".join(dict.fromkeys(c["name"] for c in each)), "corpora": each,
             "license": {key: "; ".join(dict.fromkeys(c["license"][key] for c in each)) for key in ("data", "weights")}}
     (Path(run) / CORPUS_FILE).write_text(json.dumps(info, indent=2))
     return info
