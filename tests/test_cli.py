@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.helpers import encode, make_manifest_corpus, voice
+from tests.support.audio import encode, voice
+from tests.support.corpora import make_manifest_corpus
 
 # Run `ser` as if torch were not installed: an import of it fails as a missing module does.
 WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from service.cli import main; sys.exit(main())"

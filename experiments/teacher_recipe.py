@@ -1,6 +1,6 @@
 """Try a teacher recipe on one fold: RAVDESS test speakers and another corpus side by side.
 
-    python benchmarks/teacher_recipe.py --fold runs/ravdess/fold0 --out runs/try-freeze4 \
+    python -m experiments.teacher_recipe --fold runs/ravdess/fold0 --out runs/try-freeze4 \
         --set '{"freeze_layers": 4}' [--cross ../shared/data/tess-oaf/manifest.csv]
 
 Trains a teacher on the fold's training speakers (its split.json; records.csv one folder up)
