@@ -21,6 +21,7 @@ from training.calibrate import fit_temperature, utterance_probs, window_logits
 from training.corpora import read_corpus_info
 from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
+from training.student import count_parameters
 
 TOLERANCE = {"student": 1e-4, "teacher": 1e-3}   # max |delta logit| torch vs onnxruntime
 SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
@@ -36,8 +37,7 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     parity = [windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
                           window["trim_silence"], window.get("pad", "zero"))[0]
               for r in (parts["test"] or parts["val"])[:3]]
-    n_params = sum(p.numel() for p in model.parameters())
-    meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
+    meta = bundle_meta(name=name, version=version, role=role, parameters=count_parameters(model), training=training,
                        license=license, **window)
     exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
     onnx_model = OnnxModel(exported, intra_threads=threads)
