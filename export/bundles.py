@@ -15,9 +15,10 @@ import torch
 from export.cards import model_card
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.audio import load_audio, windows_for
-from service.bundle import Bundle, write_bundle
+from service.bundle import DEFAULT_VERSION, Bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
+from training.config import CPU_THREADS
 from training.corpora import read_corpus_info
 from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
@@ -29,7 +30,7 @@ SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, window: dict,
                   parts: dict[str, list[Utterance]], training: dict, license: dict, description: str,
-                  eval_dir: Path, version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict | None]:
+                  eval_dir: Path, version: str = DEFAULT_VERSION, threads: int = CPU_THREADS) -> tuple[Bundle, dict | None]:
     """Export `model`, check parity on real audio, fit the temperature on the val speakers,
     evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
     is None for a split without test speakers (a model trained on every speaker). `license`:

@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the LiteCNN student alone on a corpus (writes a run folder)",
                        formatter_class=HelpFormatter)
     corpus_args(p)
+    p.add_argument("--val-speakers", type=int, default=2, help="validation speakers (early stopping)")
     p.add_argument("--test-speakers", type=int, default=4, help="speakers held out for the test part")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the student recipe's, StudentConfig.epochs)")
+    p.add_argument("--config", type=Path, help="JSON with StudentConfig overrides (alpha stays 1: no teacher here)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the config's, else StudentConfig.epochs)")
     p.set_defaults(func=_run("train"), needs_extra="train")
 
     p = sub.add_parser("evaluate", formatter_class=HelpFormatter,
@@ -53,5 +55,5 @@ def corpus_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="../shared/data/ravdess", help="corpus folder (manifest: the CSV file)")
     p.add_argument("--meta", help="CREMA-D metadata folder (VideoDemographics.csv, summaryTable.csv)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/ravdess")
-    p.add_argument("--seed", type=int, default=0, help="seed of the speaker split and of training")
-    p.add_argument("--val-speakers", type=int, default=2, help="validation speakers (early stopping, calibration)")
+    p.add_argument("--seed", type=int, help="seed of the speaker split and of training (default: the config's, "
+                                            "else the config class's)")

@@ -16,12 +16,13 @@ import json
 import time
 from pathlib import Path
 
+from training.config import resolve
 from training.corpora import prepare_corpus, write_corpus_info
 from training.records import read_records, write_records
 from training.splits import apply_split, read_split, split_by_speaker, write_split
 
 
-def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
+def prepare_run(args: argparse.Namespace, seed: int) -> tuple[list, object]:
     """records.csv + split.json in the run folder (reused when present, so stages resume)."""
     run = Path(args.out)
     run.mkdir(parents=True, exist_ok=True)
@@ -29,7 +30,7 @@ def prepare_run(args: argparse.Namespace) -> tuple[list, object]:
         return read_records(run / "records.csv"), read_split(run / "split.json")
     kw = {"meta_dir": args.meta} if getattr(args, "meta", None) else {}
     records = prepare_corpus(args.corpus, args.data, **kw)
-    split = split_by_speaker(records, val_speakers=args.val_speakers, test_speakers=args.test_speakers, seed=args.seed)
+    split = split_by_speaker(records, val_speakers=args.val_speakers, test_speakers=args.test_speakers, seed=seed)
     write_records(records, run / "records.csv")
     write_split(split, run / "split.json")
     write_corpus_info(run, [(args.corpus, args.data)])
@@ -47,17 +48,25 @@ def run_parts(run: Path) -> dict[str, list]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.data import load_clips
-    from training.train_student import StudentConfig, train_student
+    from training.train_student import train_student
 
-    records, split = prepare_run(args)
+    cfg = student_config(args)
+    records, split = prepare_run(args, cfg.seed)
     parts = apply_split(records, split)
-    cfg = StudentConfig(seed=args.seed, alpha=1.0, **({"epochs": args.epochs} if args.epochs else {}))
     data = {p: (load_clips(parts[p], trim=cfg.trim_silence, desc=p), [r.label for r in parts[p]])
             for p in ("train", "val")}
     t0 = time.time()
     train_student(cfg, data["train"], data["val"], Path(args.out) / "student")
     print(f"trained in {time.time() - t0:.0f} s -> {Path(args.out) / 'student' / 'student.pt'}")
     return 0
+
+
+def student_config(args: argparse.Namespace):
+    """StudentConfig: its defaults, then --config, then --seed and --epochs when given; alpha 1
+    (no teacher: the student alone)."""
+    from training.train_student import StudentConfig
+
+    return resolve(StudentConfig, args, "seed", "epochs", alpha=1.0)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
+from training.config import CPU_THREADS
 from training.metrics import classification_report, expected_calibration_error
 from training.records import Utterance
 
 
-def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = 2) -> np.ndarray:
+def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = CPU_THREADS) -> np.ndarray:
     """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served."""
     model = OnnxModel(load_bundle(bundle_dir), intra_threads=threads)
     if tuple(model.bundle.labels) != LABELS:

@@ -47,7 +47,7 @@ def test_kd_loss():
 
 
 def test_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown student config keys"):
+    with pytest.raises(ValueError, match="unknown StudentConfig keys"):
         StudentConfig.from_dict({"epochz": 3})
 
 

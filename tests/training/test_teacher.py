@@ -198,7 +198,7 @@ def tiny_config(backbone: Path, **overrides) -> TeacherConfig:
 
 
 def test_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown teacher config keys"):
+    with pytest.raises(ValueError, match="unknown TeacherConfig keys"):
         TeacherConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="grad_accum"):
         TeacherConfig.from_dict({"grad_accum": 0})
