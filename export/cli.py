@@ -13,8 +13,8 @@ from service.cli import HelpFormatter
 
 def cmd_export(args: argparse.Namespace) -> int:
     from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
-    from training.commands import run_parts
     from training.corpora import read_corpus_info
+    from training.runs import run_parts
     from training.train_student import load_student
 
     run = Path(args.run)

@@ -12,7 +12,7 @@ import pytest
 from pipeline.cli import pipeline_config
 from pipeline.run import PipelineConfig
 from service.cli import build_parser, settings_from
-from training.commands import student_config
+from training.cli import student_config
 from training.config import from_dict, read_config
 from training.train_teacher import TeacherConfig
 

@@ -18,7 +18,7 @@ from tests.support.bundles import save_tiny
 from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest
 from training.degrade import CONDITIONS
-from training.commands import checkpoint_probs
+from training.evaluate import checkpoint_probs
 from training.evaluate import predict_probs, report_from_probs
 from pipeline.run import PipelineConfig, run_pipeline
 from pipeline.soft_labels import soft_labels, teacher_logits
@@ -90,7 +90,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
     card = (out / "fold0" / "bundles" / "student" / "MODEL_CARD.md").read_text()
     assert "student alone" in card and "Distillation gain" in card
 
-    curve = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fallback_curve.py"), "--fold", str(out / "fold0"),
+    curve = subprocess.run([sys.executable, "-m", "experiments.fallback_curve", "--fold", str(out / "fold0"),
                             "--student", str(out / "fold0" / "bundles" / "student"),
                             "--teacher", str(out / "fold0" / "bundles" / "teacher")],
                            capture_output=True, text=True, cwd=REPO, check=True).stdout
@@ -100,7 +100,7 @@ def test_pipeline_runs_every_stage_and_resumes(tmp_path):
 
     # a teacher recipe tried on one fold: the fold's own teacher scored as the baseline, not retrained
     other = make_manifest_corpus(tmp_path / "other", speakers=1)
-    tried = subprocess.run([sys.executable, str(REPO / "benchmarks" / "teacher_recipe.py"), "--fold", str(out / "fold0"),
+    tried = subprocess.run([sys.executable, "-m", "experiments.teacher_recipe", "--fold", str(out / "fold0"),
                             "--out", str(out / "fold0" / "teacher"), "--cross", str(other)],
                            capture_output=True, text=True, cwd=REPO, check=True).stdout
     tried = json.loads(tried.strip().splitlines()[-1])
