@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from service.cli import HelpFormatter
-from training.config import VAL_SPEAKERS, resolve
+from training.config import resolve
 from training.corpora import CORPORA
 
 
