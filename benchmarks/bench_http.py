@@ -1,7 +1,7 @@
 """End-to-end HTTP latency of POST /predict against a running service on 127.0.0.1.
 
     ser serve &                      # or make serve
-    python benchmarks/bench_http.py [--url http://127.0.0.1:8000] [--requests 200] [--concurrency 4]
+    python -m benchmarks.bench_http [--url http://127.0.0.1:8000] [--requests 200] [--concurrency 4]
 
 Bounded in count and time; it targets the loopback address only. Student and teacher
 routes are measured in the same run, interleaved, so their ratio is meaningful.
@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import numpy as np
 
-CLIP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac"
+from tests.support.data import RAVDESS_CLIP
+
 ROUTES = {"student": "/predict?model=student", "teacher": "/predict/teacher"}
 
 
@@ -50,12 +50,12 @@ def main() -> None:
     args = ap.parse_args()
     if urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("this benchmark only targets a service on the loopback address")
-    data = CLIP.read_bytes()
+    data = RAVDESS_CLIP.read_bytes()
     t0 = time.perf_counter()
     times = asyncio.run(run(args.url, args.requests, args.concurrency, data, args.max_seconds))
     wall = time.perf_counter() - t0
     print(f"{sum(map(len, times.values()))} requests in {wall:.1f} s, concurrency {args.concurrency}, "
-          f"clip {CLIP.name} ({len(data)} bytes)")
+          f"clip {RAVDESS_CLIP.name} ({len(data)} bytes)")
     print("| route | requests | median ms | p99 ms |\n|---|---|---|---|")
     for name, t in times.items():
         if t:

@@ -1,6 +1,6 @@
 """Forward latency of the bundles, side by side in one run (these machines are noisy).
 
-    python benchmarks/bench_models.py [--bundles models/student models/student-int8 models/teacher]
+    python -m benchmarks.bench_models [--bundles models/student models/student-int8 models/teacher]
                                       [--seconds 3] [--iterations 200] [--threads 1]
 
 Each iteration runs every bundle once on the same window, in rotating order, so drift in
@@ -19,14 +19,13 @@ import numpy as np
 from service.audio import SAMPLE_RATE, load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
-
-CLIP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac"
+from tests.support.data import RAVDESS_CLIP
 
 
 def window(seconds: float) -> np.ndarray:
     """A real speech window when the RAVDESS clip is present, else noise of the same length."""
     n = round(seconds * SAMPLE_RATE)
-    x = load_audio(CLIP)[SAMPLE_RATE // 2:] if CLIP.exists() else np.random.default_rng(0).standard_normal(n)
+    x = load_audio(RAVDESS_CLIP)[SAMPLE_RATE // 2:] if RAVDESS_CLIP.exists() else np.random.default_rng(0).standard_normal(n)
     return np.resize(x, n).astype(np.float32)[None]
 
 

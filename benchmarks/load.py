@@ -1,9 +1,9 @@
 """Load, saturation, soak and scaling of the service, side by side with a naive baseline.
 
-    python benchmarks/load.py compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16]
-    python benchmarks/load.py saturate [--seconds 60] [--connections 64] [--retry-after]
-    python benchmarks/load.py soak     [--minutes 10] [--share 0.7]
-    python benchmarks/load.py grid     [--workers 1 2] [--threads 1 2] [--connections 8]
+    python -m benchmarks.load compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16]
+    python -m benchmarks.load saturate [--seconds 60] [--connections 64] [--retry-after]
+    python -m benchmarks.load soak     [--minutes 10] [--share 0.7]
+    python -m benchmarks.load grid     [--workers 1 2] [--threads 1 2] [--connections 8]
 
 Every mode starts its own servers on 127.0.0.1 (`ser serve`, or uvicorn with --workers for
 the grid; the naive PyTorch baseline of benchmarks/naive_server.py for `compare`), sends a
@@ -27,22 +27,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import soundfile as sf
 
+from service.audio import SAMPLE_RATE, load_audio
+from tests.support.data import RAVDESS_CLIP
+from tests.support.http import form, part, request_bytes
+from tests.support.server import rss_kb, wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT / ".." / "shared" / "data" / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac"
-BOUNDARY = "bench-boundary"
 
 
 def three_second_wav() -> bytes:
     """3 s of real speech (generated speech-like audio without the corpus) as 16 kHz PCM WAV."""
-    sys.path.insert(0, str(ROOT))
-    from service.audio import SAMPLE_RATE, load_audio
-
-    if CLIP.exists():
-        x = load_audio(CLIP)[SAMPLE_RATE // 2:SAMPLE_RATE // 2 + 3 * SAMPLE_RATE]
+    if RAVDESS_CLIP.exists():
+        x = load_audio(RAVDESS_CLIP)[SAMPLE_RATE // 2:SAMPLE_RATE // 2 + 3 * SAMPLE_RATE]
     else:
         t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
         x = (0.2 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(8 * np.pi * t))).astype(np.float32)
@@ -52,33 +51,17 @@ def three_second_wav() -> bytes:
 
 
 def multipart_request(path: str, port: int, wav: bytes) -> bytes:
-    body = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"clip.wav\"\r\n"
-            f"Content-Type: audio/wav\r\n\r\n").encode() + wav + f"\r\n--{BOUNDARY}--\r\n".encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
-            f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-    return head + body
+    """A keep-alive POST of `wav` as the multipart field `file`, as it goes on the wire."""
+    return request_bytes(form(part("file", wav), path=path), "127.0.0.1", port, keep_alive=True)
 
 
 # ---------- servers ----------
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with status {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"server on port {port} not ready in {timeout_s} s")
 
 
 def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(port, proc)
+    wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=180)
     return proc
 
 
@@ -98,8 +81,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
+    return rss_kb(pid)["VmRSS"] / 1024
 
 
 # ---------- the client ----------
@@ -194,7 +176,7 @@ def compare(args) -> dict:
     wav = three_second_wav()
     ours, base = args.port, args.port + 1
     servers = [start(service_cmd(ours), ours),
-               start([sys.executable, str(ROOT / "benchmarks" / "naive_server.py"), "--port", str(base)], base)]
+               start([sys.executable, "-m", "benchmarks.naive_server", "--port", str(base)], base)]
     targets = {**{k: (ours, p) for k, p in TARGETS.items()}, "baseline (torch, naive)": (base, "/predict")}
     table = {}
     try:

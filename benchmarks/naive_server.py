@@ -4,7 +4,7 @@ blocking `def` endpoint that FastAPI runs in its thread pool; the whole file dec
 (libsndfile, soxr) and the service's windowing, so what differs is the serving stack and the
 service's bounded, block-by-block decoding (the same samples for the benchmark's 16 kHz WAV).
 
-    python benchmarks/naive_server.py --port 8100 [--bundle models/student]
+    python -m benchmarks.naive_server --port 8100 [--bundle models/student]
 
 The network is the shipped ONNX student rebuilt in torch (benchmarks/torch_student.py),
 checked against onnxruntime at start-up.

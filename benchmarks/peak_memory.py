@@ -1,10 +1,10 @@
 """Peak resident memory of the server per request: decompression bombs and the largest valid clips.
 
-    python benchmarks/peak_memory.py [--repo .] [--only bomb] [--teacher models/teacher]
+    python -m benchmarks.peak_memory [--repo .] [--only bomb] [--teacher models/teacher]
 
 Starts `ser serve` from --repo (another checkout can be measured the same way, e.g. the code
 before bounded decoding) on a free 127.0.0.1 port, then sends each case of
-scripts/hostile_corpus.py alone and reports how far the process's peak RSS (VmHWM, reset
+tests/support/hostile.py alone and reports how far the process's peak RSS (VmHWM, reset
 before each request through /proc/PID/clear_refs) rose above its RSS before the request,
 and the CPU time the server spent on it. Bounded: one request per case.
 """
@@ -17,11 +17,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from load import wait_ready   # benchmarks/load.py, beside this script
+from tests.support.hostile import corpus, run_corpus
+from tests.support.server import reset_peak, rss_kb, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from hostile_corpus import corpus, reset_peak, rss_kb, run_corpus  # noqa: E402
 
 DEFAULT_CASES = ("bomb", "duration_59_9s", "segments_of_59s", "rate_384k", "channels_32", "rate_96k_24bit")
 
@@ -37,8 +36,8 @@ def start_server(repo: Path, port: int, env: dict[str, str]) -> subprocess.Popen
                              "--port", str(port)], cwd=repo, env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(port, proc, timeout_s=120)
-    except SystemExit:
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=120)
+    except RuntimeError:
         proc.kill()
         raise
     return proc

@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from export.cards import model_card
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.audio import load_audio, windows_for
-from service.bundle import Bundle, write_bundle
+from service.bundle import DEFAULT_VERSION, Bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
+from training.config import CPU_THREADS
 from training.corpora import read_corpus_info
 from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
+from training.student import count_parameters
 
 TOLERANCE = {"student": 1e-4, "teacher": 1e-3}   # max |delta logit| torch vs onnxruntime
 SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
@@ -28,7 +29,7 @@ SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, window: dict,
                   parts: dict[str, list[Utterance]], training: dict, license: dict, description: str,
-                  eval_dir: Path, version: str = "0.1.0", threads: int = 2) -> tuple[Bundle, dict | None]:
+                  eval_dir: Path, version: str = DEFAULT_VERSION, threads: int = CPU_THREADS) -> tuple[Bundle, dict | None]:
     """Export `model`, check parity on real audio, fit the temperature on the val speakers,
     evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
     is None for a split without test speakers (a model trained on every speaker). `license`:
@@ -36,8 +37,7 @@ def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, wi
     parity = [windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
                           window["trim_silence"], window.get("pad", "zero"))[0]
               for r in (parts["test"] or parts["val"])[:3]]
-    n_params = sum(p.numel() for p in model.parameters())
-    meta = bundle_meta(name=name, version=version, role=role, parameters=n_params, training=training,
+    meta = bundle_meta(name=name, version=version, role=role, parameters=count_parameters(model), training=training,
                        license=license, **window)
     exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
     onnx_model = OnnxModel(exported, intra_threads=threads)

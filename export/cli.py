@@ -7,13 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
+from service.bundle import DEFAULT_VERSION
 from service.cli import HelpFormatter
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
-    from training.commands import run_parts
     from training.corpora import read_corpus_info
+    from training.runs import run_parts
     from training.train_student import load_student
 
     run = Path(args.run)
@@ -39,5 +40,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder written by `ser train`")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write, e.g. models/student")
     p.add_argument("--name", help="bundle name (default: litecnn-CORPUS, the run's corpus)")
-    p.add_argument("--version", default="0.1.0", help="bundle version")
+    p.add_argument("--version", default=DEFAULT_VERSION, help="bundle version")
     p.set_defaults(func=cmd_export, needs_extra="train")

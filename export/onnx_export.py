@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 
 from service.audio import SAMPLE_RATE
-from service.bundle import MODEL_FILE, Bundle, write_bundle
+from service.bundle import DEFAULT_VERSION, MODEL_FILE, Bundle, write_bundle
 from service.labels import LABELS
 
 INPUT, OUTPUT = "waveform", "logits"
@@ -54,7 +54,7 @@ def check_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndar
 
 
 def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_silence: bool,
-                parameters: int, pad: str = "zero", version: str = "0.1.0", temperature: float = 1.0,
+                parameters: int, pad: str = "zero", version: str = DEFAULT_VERSION, temperature: float = 1.0,
                 training: dict | None = None, metrics: dict | None = None,
                 license: dict | None = None, **extra: Any) -> dict:
     """bundle.json content (docs/design.md, "Model bundle"); sha256 is filled in by write_bundle."""

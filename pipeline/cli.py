@@ -6,28 +6,24 @@ Settings come from PipelineConfig's defaults, then the --config file, then the f
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from service.cli import HelpFormatter
+from training.config import from_dict, given, read_config
 from training.corpora import CORPORA
+
+FLAGS = ("folds", "run_folds", "backbone", "seed", "val_speakers")   # PipelineConfig fields with a flag
 
 
 def pipeline_config(args: argparse.Namespace):
     from pipeline.run import PipelineConfig
 
-    d = json.loads(Path(args.config).read_text()) if args.config else {}
+    d = read_config(args.config)
     if args.corpus or args.data:
         if not (args.corpus and args.data):
             raise SystemExit("ser pipeline: --corpus and --data go together (or give corpora in --config)")
         d["corpora"] = [{"name": args.corpus, "root": args.data}]
-    flags = {"folds": args.folds, "run_folds": args.run_folds, "backbone": args.backbone, "seed": args.seed,
-             "val_speakers": args.val_speakers}
-    d.update({k: v for k, v in flags.items() if v is not None})
-    unknown = sorted(set(d) - set(PipelineConfig.__dataclass_fields__))
-    if unknown:
-        raise SystemExit(f"ser pipeline: unknown settings {unknown}; known: {sorted(PipelineConfig.__dataclass_fields__)}")
-    return PipelineConfig(**d)
+    return from_dict(PipelineConfig, {**d, **given(args, *FLAGS)})
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -47,12 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", choices=sorted(CORPORA), help="one corpus adapter instead of the config's corpora")
     p.add_argument("--data", help="that corpus's folder (manifest: the CSV file)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/multi")
-    p.add_argument("--folds", type=int, help="k-fold by speaker within every corpus (default 4)")
+    p.add_argument("--folds", type=int, help="k-fold by speaker within every corpus (default: the config's, else "
+                                             "PipelineConfig.folds)")
     p.add_argument("--run-folds", type=int, nargs="+", metavar="I",
                    help="train and score only these folds (0-based) of the k: a quicker, noisier estimate")
     p.add_argument("--backbone", help="teacher backbone: whisper-base or whisper-tiny.en (built in), a hub id or a "
-                                      "local folder (default whisper-base)")
-    p.add_argument("--seed", type=int, help="seed of the splits and of training (default 0)")
+                                      "local folder (default: the config's, else PipelineConfig.backbone)")
+    p.add_argument("--seed", type=int, help="seed of the splits and of training (default: the config's, else "
+                                            "PipelineConfig.seed)")
     p.add_argument("--val-speakers", type=int, help="validation speakers per corpus and split (default: 10 %%)")
     p.add_argument("--final", action="store_true",
                    help="after the splits, train the models to ship on every speaker (in OUT/final/bundles)")

@@ -158,7 +158,7 @@ def backbone_folder(backbone: str, run: Path) -> Path:
 
     folder = run / backbone
     if not (folder / "config.json").exists():
-        convert_whisper(None, folder, encoder_only=True, model=BUILTIN_WHISPER[backbone])
+        convert_whisper(None, folder, model=BUILTIN_WHISPER[backbone])
     return folder
 
 

@@ -15,15 +15,15 @@
 #   scripts/docker-ci.sh
 #
 # Environment: BASE_IMAGE (skips the choice in step 2), DOCKER_CACHE (when set, reuse build
-# layers), IMAGE (default speech-emotion-distill:ci), CLIP (default
-# ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac; a generated tone when missing),
+# layers), IMAGE (default speech-emotion-distill:ci), CLIP (default SAMPLE_CLIP of
+# scripts/docker-lib.sh; a generated tone when missing),
 # BUDGET_MB (default 250), PYTHON (default .venv/bin/python, else python3; needs PyYAML).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/docker-lib.sh
 
 IMAGE=${IMAGE:-speech-emotion-distill:ci}
-CLIP=${CLIP:-../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac}
+CLIP=${CLIP:-$SAMPLE_CLIP}
 BUDGET_MB=${BUDGET_MB:-250}
 PROJECT=ser-ci-$$
 if [ -z "${PYTHON:-}" ]; then

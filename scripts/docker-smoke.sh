@@ -7,38 +7,28 @@
 #   BASE_IMAGE=python:3.11-slim scripts/docker-smoke.sh
 #
 # Environment: BASE_IMAGE (default ser-base:bookworm), IMAGE (default ser:smoke), NO_CACHE (when
-# set, docker build --no-cache), PORT (default 18000), CLIP (default
-# ../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac), PYTHON (only used when
-# models/student-int8 does not exist: default .venv/bin/python, else python3).
+# set, docker build --no-cache), PORT (default 18000), CLIP (default SAMPLE_CLIP of
+# scripts/docker-lib.sh).
 #
-# When models/student-int8 does not exist yet, a tiny temporary bundle (tests/helpers.make_bundle,
-# needs the train extras) is written into a staged copy of the build context, never into
-# models/ itself, so a bundle being exported there meanwhile is never touched.
+# The image serves the committed models/student-int8; without it (or while an export rewrites
+# it) there is nothing to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
+. scripts/docker-lib.sh
 
 BASE_IMAGE=${BASE_IMAGE:-ser-base:bookworm}
 IMAGE=${IMAGE:-ser:smoke}
 PORT=${PORT:-18000}
-CLIP=${CLIP:-../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac}
+CLIP=${CLIP:-$SAMPLE_CLIP}
 NAME=ser-smoke-$$
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
-fi
 
 say() { printf '\n== %s\n' "$*"; }
 fail() { echo "SMOKE FAILED: $*" >&2; docker logs "$NAME" 2>&1 | tail -30 >&2 || true; exit 1; }
 
-staged=""
-cleanup() {
-    docker rm -f "$NAME" >/dev/null 2>&1 || true
-    if [ -n "$staged" ]; then rm -rf "$staged"; fi
-}
+cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 # -- docker daemon -------------------------------------------------------------------------
-. scripts/docker-lib.sh
 ensure_docker
 if [ "$BASE_IMAGE" = ser-base:bookworm ] && ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     say "building $BASE_IMAGE (scripts/docker-base.sh)"
@@ -46,26 +36,15 @@ if [ "$BASE_IMAGE" = ser-base:bookworm ] && ! docker image inspect "$BASE_IMAGE"
 fi
 
 # -- build context -------------------------------------------------------------------------
-context=$repo
-if [ ! -e models/student-int8 ]; then
-    staged=$(mktemp -d /tmp/ser-smoke-context.XXXXXX)
-    say "models/student-int8 does not exist: staging the context in $staged with a tiny temporary student"
-    cp -a Dockerfile .dockerignore pyproject.toml README.md service "$staged/"
-    mkdir -p "$staged/models"
-    [ -d models ] && cp -a models/. "$staged/models/"
-    "$PYTHON" -c 'import sys; from pathlib import Path; from tests.helpers import make_bundle; make_bundle(Path(sys.argv[1]))' \
-        "$staged/models/student-int8"
-    context=$staged
-elif [ ! -f models/student-int8/bundle.json ]; then
-    echo "models/student-int8 exists but has no bundle.json (an export in progress?); not building" >&2
+if [ ! -f models/student-int8/bundle.json ]; then
+    echo "models/student-int8 has no bundle.json (restore it: git checkout models/; or an export is in progress); not building" >&2
     exit 1
 fi
 
 say "docker build --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE"
 t0=$(date +%s)
-docker build --force-rm ${NO_CACHE:+--no-cache} --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" -f "$context/Dockerfile" "$context"
+docker build --force-rm ${NO_CACHE:+--no-cache} --network host --build-arg BASE_IMAGE="$BASE_IMAGE" -t "$IMAGE" .
 echo "build took $(( $(date +%s) - t0 )) s"
-if [ -n "$staged" ]; then rm -rf "$staged"; staged=""; fi
 
 say "static checks"
 uid=$(docker run --rm "$IMAGE" id -u)

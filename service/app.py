@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,7 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # /docs and /redoc with their JS and CSS served from the installed package, not a CDN:
     # they work offline and in closed networks.
-    app = FastAPIOffline(title="speech-emotion-distill", version="0.1.0", lifespan=lifespan, static_url="/docs-assets",
+    app = FastAPIOffline(title="speech-emotion-distill", version=version("speech-emotion-distill"), lifespan=lifespan,
+                         static_url="/docs-assets",
                          description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
     app.state.runtime = runtime
     install_error_handlers(app)

@@ -52,7 +52,7 @@ def open_audio(data: bytes | str | Path) -> sf.SoundFile:
     """
     if isinstance(data, bytes):
         if not data:
-            raise AudioError("empty_audio", "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file")
+            raise AudioError("empty_audio", f"the uploaded file is empty; accepted formats: {FORMATS}")
         _check_wav_complete(data)
         source: io.BytesIO | str = io.BytesIO(data)
     else:

@@ -14,6 +14,8 @@ from typing import Any
 
 from service.audio import PAD_MODES, SAMPLE_RATE
 
+DEFAULT_VERSION = "0.1.0"   # a bundle's version unless its export names one
+
 MODEL_FILE, META_FILE, CARD_FILE = "model.onnx", "bundle.json", "MODEL_CARD.md"
 ROLES = ("student", "teacher")
 

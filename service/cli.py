@@ -27,12 +27,23 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from service.server import serve
+# Flags that set a Settings field. Precedence: Settings' defaults, then SER_* variables, then
+# the flags given (argparse default None: an absent flag leaves the variable's value).
+SETTING_FLAGS = {"student": "student_bundle", "teacher": "teacher_bundle", "bundle": "student_bundle",
+                 "threads": "intra_op_threads"}
+
+
+def settings_from(args: argparse.Namespace):
     from service.settings import Settings
 
-    overrides = {k: v for k, v in {"student_bundle": args.student, "teacher_bundle": args.teacher}.items() if v}
-    serve(Settings(**overrides), args.host, args.port)
+    return Settings(**{field: getattr(args, flag) for flag, field in SETTING_FLAGS.items()
+                       if getattr(args, flag, None) is not None})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+
+    serve(settings_from(args), args.host, args.port)
     return 0
 
 
@@ -40,9 +51,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from service.audio import AudioError, load_audio
     from service.bundle import load_bundle
     from service.inference import OnnxModel, rounded
-    from service.settings import Settings
 
-    model = OnnxModel(load_bundle(args.bundle or Settings().student_bundle), intra_threads=args.threads)
+    settings = settings_from(args)
+    model = OnnxModel(load_bundle(settings.student_bundle), intra_threads=settings.intra_op_threads)
     status = 0
     for f in args.files:
         try:
@@ -70,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3")
     p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: SER_INTRA_OP_THREADS, as for serve)")
     p.set_defaults(func=cmd_predict, needs_extra="serve")
 
 

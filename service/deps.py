@@ -24,7 +24,7 @@ def require_api_key(request: Request, key: Annotated[str | None, Depends(_key_he
         return
     # compare_digest: the time taken does not reveal how much of the key was right.
     if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
-        raise ApiError(401, "unauthorized", "missing or wrong API key; send it in the X-API-Key header")
+        raise ApiError("unauthorized")
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,7 +1,8 @@
 """API errors: every failure answers `{"error": {"code", "message"}}` with a stable code.
 
-`ERRORS` is the one table of codes. The handlers take an audio error's HTTP status from it,
-and the OpenAPI document declares for each route the codes of the kinds of failure that the
+`ERRORS` is the one table of codes. Every error takes its HTTP status from it (`ApiError(code,
+message)`, and an `AudioError` through the same handler); a fixed message is written once, as
+the table's example, and the OpenAPI document declares for each route the codes of the kinds of failure that the
 route can meet (`error_responses`), so a code added to the table is documented wherever it
 applies.
 """
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.audio import AudioError
+from service.audio import FORMATS, AudioError
 
 # The kinds of route an error code can come from; a route declares the kinds it is.
 ROUTE_KINDS = {
@@ -34,7 +35,8 @@ class ErrorSpec:
     status: int
     kinds: tuple[str, ...]
     summary: str
-    example: str   # a message the service really gives, with the default settings (tests/service/test_openapi.py)
+    example: str   # a message the service really gives, with the default settings (tests/service/test_openapi.py);
+                   # the message itself where it never varies
     headers: tuple[tuple[str, str], ...] = ()   # (name, description) of headers sent with it
 
 
@@ -45,7 +47,7 @@ ERRORS: dict[str, ErrorSpec] = {
                                "the form has no file in a 'file' field; send multipart/form-data with the audio "
                                "in a 'file' field, or a raw body with an audio/* content type"),
     "empty_audio": ErrorSpec(400, ("clip",), "The file is empty or decodes to no samples",
-                             "the uploaded file is empty; send a WAV, FLAC, OGG or MP3 file"),
+                             f"the uploaded file is empty; accepted formats: {FORMATS}"),
     "truncated_audio": ErrorSpec(400, ("clip",), "The file is cut short",
                                  "the WAV file is truncated: its header announces 32000 bytes of audio "
                                  "but only 156 are present"),
@@ -69,7 +71,7 @@ ERRORS: dict[str, ErrorSpec] = {
                                         "with the audio in a 'file' field, or a raw body with an audio/* content type"),
     "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
                                    "could not decode the audio (Format not recognised.); "
-                                   "accepted formats: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3"),
+                                   f"accepted formats: {FORMATS}"),
     "invalid_parameter": ErrorSpec(422, ("request",), "A query parameter is out of range",
                                    "query.top_k: Input should be less than or equal to 64"),
     "client_disconnected": ErrorSpec(499, ("any",), "The client left during the upload; only logged and counted",
@@ -118,14 +120,14 @@ def error_responses(*kinds: str) -> dict[int, dict]:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    """An error answer: `code` from ERRORS, which gives the status; without `message`, the
+    table's own wording (for the codes whose message never varies)."""
+
+    def __init__(self, code: str, message: str | None = None, headers: dict[str, str] | None = None):
+        spec = ERRORS[code]
+        message = spec.example if message is None else message
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def from_audio_error(e: AudioError) -> ApiError:
-    spec = ERRORS.get(e.code)
-    return ApiError(spec.status if spec else 400, e.code, e.message)
+        self.status, self.code, self.message, self.headers = spec.status, code, message, headers or {}
 
 
 def error_body(code: str, message: str) -> dict:
@@ -134,6 +136,10 @@ def error_body(code: str, message: str) -> dict:
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+# The framework's own HTTP errors, by status.
+HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -146,21 +152,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AudioError)
     async def _audio(request: Request, e: AudioError) -> JSONResponse:
-        return await _api(request, from_audio_error(e))
+        return await _api(request, ApiError(e.code, e.message))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        return await _api(request, ApiError(422, "invalid_parameter", problems))
+        return await _api(request, ApiError("invalid_parameter", problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        code = HTTP_CODES.get(e.status_code)
+        if code is None:   # a status the framework raises that the table does not name
+            request.state.error_code = "http_error"
+            return error_response(e.status_code, "http_error", str(e.detail), e.headers)
         # e.headers carries `Allow` on a 405, which RFC 9110 requires.
-        return await _api(request, ApiError(e.status_code, codes.get(e.status_code, "http_error"), str(e.detail),
-                                            headers=e.headers))
+        return await _api(request, ApiError(code, str(e.detail), headers=e.headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
         # Reached only by a bug; still answer in the documented shape.
-        return await _api(request, ApiError(500, "internal_error", f"unexpected {type(e).__name__}; see the server log"))
+        return await _api(request, ApiError("internal_error", f"unexpected {type(e).__name__}; see the server log"))

@@ -46,7 +46,7 @@ class RequestContext:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.limit:
                 # Refuse before reading a byte of the body.
-                await self._send_error(send_with_id, scope, ApiError(413, "upload_too_large", self._too_large_message(),
+                await self._send_error(send_with_id, scope, ApiError("upload_too_large", self._too_large_message(),
                                                                      headers=CLOSE))
             elif self._must_refuse(scope):
                 await self._refuse_unparsed(scope, self._limited(receive), send_with_id)
@@ -70,13 +70,13 @@ class RequestContext:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise ApiError(408, "upload_timeout", f"the upload did not complete within {self.timeout_s:g} s "
-                                                      "(SER_UPLOAD_TIMEOUT_S)", headers=CLOSE) from None
+                raise ApiError("upload_timeout", f"the upload did not complete within {self.timeout_s:g} s "
+                                                 "(SER_UPLOAD_TIMEOUT_S)", headers=CLOSE) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if seen > self.limit:
-                    raise ApiError(413, "upload_too_large", self._too_large_message(), headers=CLOSE)
+                    raise ApiError("upload_too_large", self._too_large_message(), headers=CLOSE)
             return message
 
         return limited_receive

@@ -47,7 +47,7 @@ class Limiter:
 
     @staticmethod
     def refusal() -> ApiError:
-        return ApiError(503, "overloaded", "the service is at capacity; retry shortly", headers={"Retry-After": "1"})
+        return ApiError("overloaded", headers={"Retry-After": "1"})
 
     async def run(self, fn, *args):
         if self.full():
@@ -124,13 +124,12 @@ class Runtime:
 
     def require_teacher(self) -> OnnxModel:
         if self.teacher is None:
-            raise ApiError(503, "teacher_unavailable",
-                           "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student")
+            raise ApiError("teacher_unavailable")
         return self.teacher
 
     async def answer(self, data: bytes, choice: ModelChoice) -> Answer:
         if not self.ready:
-            raise ApiError(503, "not_ready", "the models are still loading")
+            raise ApiError("not_ready")
         if choice == "teacher":
             self.require_teacher()   # fail before queueing
         return await self.limiter.run(self._answer, data, choice)

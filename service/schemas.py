@@ -12,7 +12,7 @@ from service.errors import ErrorBody
 from service.inference import rounded
 from service.runtime import Answer
 
-# Real answers to a real clip (scripts/openapi_examples.py writes them; a test keeps them true).
+# Real answers to a real clip (tests/support/openapi_examples.py writes them; a test keeps them true).
 EXAMPLES = json.loads((Path(__file__).resolve().parent / "static" / "openapi-examples.json").read_text())
 
 

@@ -18,7 +18,7 @@ async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int
         return await _read(request, fields, max_files)
     except ClientDisconnect:
         # Nobody is left to answer; 499 (as nginx logs it) keeps this out of the 5xx counts.
-        raise ApiError(499, "client_disconnected", "the client closed the connection during the upload") from None
+        raise ApiError("client_disconnected") from None
 
 
 async def _read(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
@@ -31,15 +31,15 @@ async def _read(request: Request, fields: tuple[str, ...], max_files: int) -> li
         uploads = [v for v in values if isinstance(v, UploadFile)]
         if not uploads:
             if values:   # a part without a filename: the form parser read it as text
-                raise ApiError(400, "missing_audio", f"the {names} part has no filename, so it was read as text; "
-                                                     f"send it as a file (curl -F {fields[0]}=@clip.wav)")
-            raise ApiError(400, "missing_audio", f"the form has no file in a {names} field; send {accepted}")
+                raise ApiError("missing_audio", f"the {names} part has no filename, so it was read as text; "
+                                           f"send it as a file (curl -F {fields[0]}=@clip.wav)")
+            raise ApiError("missing_audio", f"the form has no file in a {names} field; send {accepted}")
         return [(u.filename or f"{fields[0]}{i}", await u.read()) for i, u in enumerate(uploads)]
     if ctype.startswith(RAW_TYPES):
         body = await request.body()
         if not body:
-            raise ApiError(400, "missing_audio", f"the request body is empty; send {accepted}")
+            raise ApiError("missing_audio", f"the request body is empty; send {accepted}")
         return [("body", body)]
     if not ctype or ctype.startswith("application/x-www-form-urlencoded"):   # a form with fields but no file
-        raise ApiError(400, "missing_audio", f"the request has no audio; send {accepted}")
-    raise ApiError(415, "unsupported_media_type", f"content type {ctype!r} is not accepted; send {accepted}")
+        raise ApiError("missing_audio", f"the request has no audio; send {accepted}")
+    raise ApiError("unsupported_media_type", f"content type {ctype!r} is not accepted; send {accepted}")

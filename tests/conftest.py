@@ -1,8 +1,12 @@
+"""Fixtures the whole suite shares: tiny real bundles, the real clip, a real server."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import RAVDESS_CLIP, ConstantLogits, make_bundle
+from tests.support.bundles import ConstantLogits, make_bundle
+from tests.support.data import RAVDESS_CLIP
+from tests.support.server import running_server
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +33,10 @@ def ravdess_clip():
     if not RAVDESS_CLIP.is_file():
         pytest.skip(f"real RAVDESS audio not present at {RAVDESS_CLIP}")
     return RAVDESS_CLIP
+
+
+@pytest.fixture
+def server(student_bundle, teacher_bundle):
+    """`ser serve` with the tiny student and teacher: (base url, process)."""
+    with running_server(student_bundle, teacher_bundle) as (base, proc):
+        yield base, proc

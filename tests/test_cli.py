@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.helpers import encode, make_manifest_corpus, voice
+from tests.support.audio import encode, voice
+from tests.support.corpora import make_manifest_corpus
 
 # Run `ser` as if torch were not installed: an import of it fails as a missing module does.
 WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from service.cli import main; sys.exit(main())"
@@ -81,7 +82,7 @@ def test_help_shows_defaults_and_every_argument_has_a_help_text():
         for action in p._actions:
             assert action.help, f"ser {name} {action.dest}: no help text"
     assert "(default: 8000)" in ser("serve", "--help").stdout
-    assert "(default: 4)" in ser("pipeline", "--help").stdout
+    assert "(default: 4)" in ser("train", "--help").stdout   # --test-speakers
 
 
 @pytest.mark.parametrize("cmd", [["export", "--run", "nowhere", "--out", "x"],

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import running_server, wav_bytes
+from tests.support.audio import wav_bytes
+from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export", "pipeline"]

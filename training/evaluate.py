@@ -15,11 +15,12 @@ from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
+from training.config import CPU_THREADS
 from training.metrics import classification_report, expected_calibration_error
 from training.records import Utterance
 
 
-def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = 2) -> np.ndarray:
+def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = CPU_THREADS) -> np.ndarray:
     """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served."""
     model = OnnxModel(load_bundle(bundle_dir), intra_threads=threads)
     if tuple(model.bundle.labels) != LABELS:
@@ -50,6 +51,21 @@ def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float,
     out = np.zeros((len(clips), probs.shape[1]))
     np.add.at(out, owner, probs)
     return (out / np.bincount(owner, minlength=len(clips))[:, None]).astype(np.float32)
+
+
+def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
+    """(N, C) probabilities of a torch checkpoint (student .pt or teacher folder) through the same
+    front end and windowing as the service."""
+    if path.suffix == ".pt":
+        from training.train_student import load_student
+        model, cfg = load_student(path)
+        w = cfg.window()
+    else:
+        from training.teacher import load_teacher
+        from training.train_teacher import served_window
+        model, w = load_teacher(path), served_window(path)
+    return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
+                         w["trim_silence"], w["pad"])
 
 
 def report_from_probs(probs: np.ndarray, records: list[Utterance]) -> dict:

@@ -25,6 +25,7 @@ from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
 from service.settings import Settings
+from training.config import CPU_THREADS
 from training.degrade import CONDITIONS, degrade
 from training.evaluate import report_from_probs
 from training.records import Utterance
@@ -47,7 +48,7 @@ def set_probs(bundles: dict[str, Path], eval_root: Path, name: str, records: lis
     paths = {b: eval_root / b / "sets" / f"{name}.npy" for b in bundles}
     todo = [b for b in bundles if not paths[b].exists()]
     if todo:
-        models = {b: OnnxModel(load_bundle(bundles[b]), intra_threads=2) for b in todo}
+        models = {b: OnnxModel(load_bundle(bundles[b]), intra_threads=CPU_THREADS) for b in todo}
         probs = {b: [] for b in todo}
         for i, r in enumerate(tqdm(records, desc=name, unit="clip", leave=False)):
             x = load_audio(r.path)

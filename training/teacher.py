@@ -39,7 +39,6 @@ from torch import nn
 from service.audio import SAMPLE_RATE
 from service.labels import LABELS
 from training.specaug import spec_augment
-from training.whisper_convert import encode_short
 
 __all__ = [
     "WAVEFORM_MODEL_TYPES",
@@ -116,6 +115,30 @@ def _normalize(wav: torch.Tensor) -> torch.Tensor:
     mean = wav.mean(dim=1, keepdim=True)
     var = ((wav - mean) ** 2).mean(dim=1, keepdim=True)
     return (wav - mean) / torch.sqrt(var + NORM_EPS)
+
+
+def encode_short(encoder: nn.Module, input_features: torch.Tensor) -> torch.Tensor:
+    """Run a transformers ``WhisperEncoder`` on ``T <= 3000`` mel frames without padding.
+
+    Same computation as ``WhisperEncoder.forward`` (conv1 -> gelu -> conv2 -> gelu ->
+    + embed_positions[:T'] -> layers -> layer_norm) with the position table sliced to
+    the ``T' = ceil(T / 2)`` frames that conv2 (stride 2) produces. At ``T = 3000`` the
+    result equals the standard forward. Returns (batch, T', d_model).
+    """
+    if input_features.ndim != 3 or input_features.shape[1] != encoder.conv1.in_channels:
+        expected = f"(batch, {encoder.conv1.in_channels}, frames)"
+        raise ValueError(f"expected {expected}, got {tuple(input_features.shape)}")
+    x = nn.functional.gelu(encoder.conv1(input_features))
+    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+    positions = encoder.embed_positions.weight
+    if x.shape[1] > positions.shape[0]:
+        max_frames = positions.shape[0] * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+        raise ValueError(f"{input_features.shape[-1]} frames > {max_frames} (30 s)")
+    x = x + positions[: x.shape[1]]
+    x = nn.functional.dropout(x, p=encoder.dropout, training=encoder.training)
+    for layer in encoder.layers:
+        x = layer(x, None)  # Whisper uses no attention mask
+    return encoder.layer_norm(x)
 
 
 def _encoder_states(encoder: nn.Module, feats: torch.Tensor) -> list[torch.Tensor]:

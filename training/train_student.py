@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from training.config import CPU_THREADS, from_dict
 from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import UNLABELED, Augment, CropDataset, class_weights
@@ -43,7 +44,7 @@ class StudentConfig:
     balanced: bool = False        # class-weighted hard-label loss (training.data.class_weights)
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
     seed: int = 0
-    threads: int = 2              # torch intra-op threads (these machines have 2 cores)
+    threads: int = CPU_THREADS    # torch intra-op threads
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
 
     def window(self) -> dict:
@@ -52,12 +53,7 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudentConfig":
-        d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown student config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        model = LiteCNNConfig(**d.pop("model", {}))
-        return cls(**d, model=model)
+        return from_dict(cls, d)
 
 
 def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha: float, T: float,

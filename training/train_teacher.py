@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from training.config import CPU_THREADS, from_dict, read_config
 from training.evaluate import predict_probs
 from service.labels import LABELS
 from training.data import Augment, CropDataset, class_weights
@@ -80,19 +81,17 @@ class TeacherConfig:
     amp: bool = True              # CUDA only: bf16 autocast (fp16 + GradScaler where bf16 is missing)
     augment: bool = True          # gain + noise on the training crops (training.data.Augment)
     seed: int = 0
-    threads: int = 2              # torch intra-op threads per process (CPU)
+    threads: int = CPU_THREADS    # torch intra-op threads per process (CPU)
     num_workers: int = 0          # DataLoader workers; crops come from clips in memory
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected an integer >= 1")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown teacher config keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        cfg = cls(**d)
-        for name in ("epochs", "batch_size", "grad_accum", "threads"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name}={getattr(cfg, name)!r}; expected an integer >= 1")
-        return cfg
+        return from_dict(cls, d)
 
 
 # Options whose default changed: a config saved before they existed meant these values.
@@ -383,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.records import read_records
     from training.splits import apply_split, read_split, write_split
 
-    cfg = TeacherConfig.from_dict(json.loads(Path(args.config).read_text()) if args.config else {})
+    cfg = from_dict(TeacherConfig, read_config(args.config))
     split = read_split(args.split)
     parts = apply_split(read_records(args.data), split)
     main_rank = int(os.environ.get("RANK", "0")) == 0

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from service.audio import AudioError
 from service.deps import ApiKey, RuntimeDep
-from service.errors import ApiError, error_responses, from_audio_error
+from service.errors import ApiError, error_responses
 from service.runtime import ModelChoice
 from service.schemas import BatchItem, BatchResponse, PredictResponse, to_response
 from service.upload import read_uploads
@@ -84,10 +84,9 @@ async def predict_batch(request: Request, runtime: RuntimeDep, model: ModelChoic
         try:
             answer = await runtime.answer(data, model)
             items.append(BatchItem(filename=name, result=to_response(answer, top_k=top_k, segments=segments)))
-        except (ApiError, AudioError) as e:
-            err = from_audio_error(e) if isinstance(e, AudioError) else e
-            if err.code in ("overloaded", "teacher_unavailable", "not_ready"):
+        except (ApiError, AudioError) as e:   # both carry a code from ERRORS and a message
+            if e.code in ("overloaded", "teacher_unavailable", "not_ready"):
                 raise   # a whole-request condition, not a property of this file
-            runtime.metrics.errors.labels(code=err.code).inc()
-            items.append(BatchItem(filename=name, error={"code": err.code, "message": err.message}))
+            runtime.metrics.errors.labels(code=e.code).inc()
+            items.append(BatchItem(filename=name, error={"code": e.code, "message": e.message}))
     return BatchResponse(results=items)

@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from scripts.check_queries import DASHBOARD, RULES, check_all, check_until_clean
-from tests.helpers import RAVDESS_CLIP, wav_bytes
-from tests.service.test_prometheus import prometheus_binary, running_prometheus
-from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
+from tests.support.audio import wav_bytes
+from tests.support.data import RAVDESS_CLIP
+from tests.support.prometheus import prometheus_binary, running_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def repo_prometheus(server, tmp_path: Path):  # noqa: F811
+def repo_prometheus(server, tmp_path: Path):
     """deploy/prometheus/prometheus.yml, pointed at the test server and scraping every second."""
     binary = prometheus_binary()
     if binary is None:

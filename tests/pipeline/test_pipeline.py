@@ -14,8 +14,8 @@ from pipeline.run import PipelineConfig, run_pipeline
 from pipeline.teachers import encoder_stats, load_fold_teacher
 from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
-from tests.helpers import make_manifest_corpus
-from tests.training.test_teacher import save_tiny
+from tests.support.bundles import save_tiny
+from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest, write_corpus_info
 from training.degrade import CONDITIONS
 from training.frozen_teacher import load_head

@@ -7,14 +7,12 @@ declared format, and negative cases still probe everything else.
 
 from __future__ import annotations
 
-import io
-
 import schemathesis
-import soundfile as sf
 from hypothesis import strategies as st
 
 from service.audio import load_audio
-from tests.helpers import RAVDESS_DIR, voice
+from tests.support.audio import encode, voice
+from tests.support.data import RAVDESS_DIR
 
 FORMATS = {"audio/wav": ("WAV", "PCM_16"), "audio/x-wav": ("WAV", "PCM_16"), "audio/flac": ("FLAC", "PCM_16"),
            "audio/ogg": ("OGG", "VORBIS"), "audio/mpeg": ("MP3", "MPEG_LAYER_III"),
@@ -27,15 +25,9 @@ def _speech() -> list:
     return [load_audio(str(p)) for p in clips] or [voice(1.5, seed=s) for s in range(3)]
 
 
-def _encode(x, fmt: str, subtype: str) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, x, 16_000, format=fmt, subtype=subtype)
-    return buf.getvalue()
-
-
 SPEECH = _speech()
 for media_type, (fmt, subtype) in FORMATS.items():
-    schemathesis.openapi.media_type(media_type, st.sampled_from([_encode(x, fmt, subtype) for x in SPEECH]))
+    schemathesis.openapi.media_type(media_type, st.sampled_from([encode(x, 16_000, fmt, subtype) for x in SPEECH]))
 
 
 @schemathesis.hook

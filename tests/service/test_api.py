@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import encode, voice, wav_bytes
+from tests.support.audio import encode, voice, wav_bytes
 
 
 def client_for(student, teacher=None, **settings) -> TestClient:

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from service.audio import SAMPLE_RATE, AudioError, frame_windows, load_audio, trim_bounds, windows_for
-from tests.helpers import encode, voice
+from tests.support.audio import encode, voice
 
 FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
            ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")]

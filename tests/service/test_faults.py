@@ -17,10 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import encode, running_server, voice, wav_bytes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from hostile_corpus import rss_kb  # noqa: E402
+from tests.support.audio import encode, voice, wav_bytes
+from tests.support.server import rss_kb, running_server
 
 
 def post_wav(base: str, data: bytes, timeout: float = 60) -> httpx.Response:

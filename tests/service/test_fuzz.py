@@ -2,15 +2,13 @@
 
 Whatever the bytes, the front end returns finite 16 kHz mono float32 or raises AudioError with
 a documented code; whatever the request, the API answers < 500 in the JSON error shape.
-`python scripts/fuzz.py` runs the same properties far longer, outside the test suite.
+`python -m tests.support.fuzz` runs the same properties far longer, outside the test suite.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,24 +20,13 @@ from service.app import create_app
 from service.audio import AudioError, load_audio
 from service.errors import ERRORS
 from service.settings import Settings
-from tests.helpers import encode, voice
+from tests.support.audio import wav_header
+from tests.support.fuzz import SEEDS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from hostile_corpus import wav_header  # noqa: E402
-
-# The suite's budget; scripts/fuzz.py raises it with SER_FUZZ_EXAMPLES.
+# The suite's budget; tests/support/fuzz.py raises it with SER_FUZZ_EXAMPLES.
 EXAMPLES = int(os.environ.get("SER_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                              HealthCheck.function_scoped_fixture])
-
-SEEDS = {
-    "wav16": encode(voice(0.5), 16_000, "WAV", "PCM_16"),
-    "wavf": encode(voice(0.5, 8_000, 2), 8_000, "WAV", "FLOAT"),
-    "flac": encode(voice(0.5, 44_100), 44_100, "FLAC"),
-    "vorbis": encode(voice(0.5), 16_000, "OGG", "VORBIS"),
-    "opus": encode(voice(0.5, 48_000), 48_000, "OGG", "OPUS"),
-    "mp3": encode(voice(0.5), 16_000, "MP3", "MPEG_LAYER_III"),
-}
 
 
 def check_decoder(data: bytes) -> None:

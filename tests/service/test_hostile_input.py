@@ -1,14 +1,15 @@
 """Hostile and odd input through the real server: decompression bombs with the process's peak
-memory measured, and the whole generated corpus of scripts/hostile_corpus.py."""
+memory measured, and the whole generated corpus of tests/support/hostile.py."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from scripts.hostile_corpus import bombs, corpus, reset_peak, rss_kb, run_corpus
 from service.audio import AudioError, load_audio
-from tests.helpers import encode, running_server, voice
+from tests.support.audio import encode, voice
+from tests.support.hostile import bombs, corpus, run_corpus
+from tests.support.server import reset_peak, rss_kb, running_server
 
 MB = 1 << 20
 UPLOAD_LIMIT, MAX_DURATION_S = 10_000_000, 60

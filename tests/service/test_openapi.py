@@ -3,7 +3,6 @@ with the table's status and a real example, and the declared limits are the enfo
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -12,11 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.errors import ERRORS
+from service.errors import ERRORS, HTTP_CODES, ApiError
 from service.routes.predict import AUDIO_TYPES
 from service.schemas import EXAMPLES
 from service.settings import Settings
-from tests.helpers import RAVDESS_CLIP, encode, voice, wav_bytes
+from tests.support.audio import encode, voice, wav_bytes
+from tests.support.data import RAVDESS_CLIP
+from tests.support.openapi_examples import collect_examples
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 WAV = wav_bytes(1.0)
@@ -86,16 +87,20 @@ def test_unauthorized_and_not_ready_are_declared(student_bundle):
         assert_declared_as_answered(app.openapi(), route, r)
 
 
-def test_every_code_the_service_raises_is_in_the_table_with_its_status():
-    raised = {}
+def test_every_code_the_service_raises_is_in_the_table():
+    raised = set(HTTP_CODES.values())
     for path in SERVICE.rglob("*.py"):
-        text = path.read_text()
-        raised.update({c: int(s) for s, c in re.findall(r'ApiError\(\s*(\d{3}),\s*"(\w+)"', text)})
-        raised.update({c: None for c in re.findall(r'AudioError\(\s*"(\w+)"', text)})
+        raised.update(re.findall(r'(?:Api|Audio)Error\(\s*"(\w+)"', path.read_text()))
     assert len(raised) >= 15   # the scan finds the codes, or this test proves nothing
-    for code, status in raised.items():
-        assert code in ERRORS, f"{code!r} is raised but missing from service.errors.ERRORS"
-        assert status in (None, ERRORS[code].status), f"{code!r} is raised with {status}, the table says {ERRORS[code].status}"
+    assert raised - set(ERRORS) == set(), "raised but missing from service.errors.ERRORS"
+
+
+def test_an_api_error_takes_its_status_and_fixed_wording_from_the_table():
+    e = ApiError("overloaded", headers={"Retry-After": "1"})
+    assert (e.status, e.message) == (503, ERRORS["overloaded"].example)
+    assert ApiError("missing_audio", "the request body is empty").status == 400
+    with pytest.raises(KeyError):
+        ApiError("no_such_code")
 
 
 def test_every_operation_has_a_description_and_a_success_response(client):
@@ -138,14 +143,11 @@ def test_declared_audio_media_types_are_accepted(client):
 
 
 def test_response_examples_are_the_shipped_students_real_answer():
-    """The examples were written by scripts/openapi_examples.py; rerun it when the shipped
-    student changes."""
+    """The examples were written by `python -m tests.support.openapi_examples`; rerun it when
+    the shipped student changes."""
     if not RAVDESS_CLIP.is_file():
         pytest.skip(f"real RAVDESS audio not present at {RAVDESS_CLIP}")
-    spec = importlib.util.spec_from_file_location("openapi_examples", SERVICE.parent / "scripts" / "openapi_examples.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    now = script.collect_examples(RAVDESS_CLIP)
+    now = collect_examples(RAVDESS_CLIP)
     for got, documented in [(now["predict"], EXAMPLES["predict"]),
                             (now["batch"]["results"][0]["result"], EXAMPLES["batch"]["results"][0]["result"])]:
         assert {k: v for k, v in got.items() if k not in ("probabilities", "top_k", "inference_ms")} == \

@@ -3,31 +3,23 @@ operator would write (prediction counts, an inference p99, target health) return
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import RAVDESS_CLIP, free_port, wav_bytes
-from tests.service.test_server import server  # noqa: F401  (`server` is a fixture)
+from tests.support.audio import wav_bytes
+from tests.support.data import RAVDESS_CLIP
+from tests.support.prometheus import prometheus_binary, running_prometheus
 
 JOB = "ser"
 P99 = "histogram_quantile(0.99, sum by (le) (rate(ser_inference_duration_seconds_bucket[1m])))"
 
 
-def prometheus_binary() -> str | None:
-    found = shutil.which("prometheus") or "/usr/bin/prometheus"
-    return found if os.access(found, os.X_OK) else None
-
-
 @pytest.fixture
-def prometheus(server, tmp_path: Path):  # noqa: F811
+def prometheus(server, tmp_path: Path):
     binary = prometheus_binary()
     if binary is None:
         pytest.skip("the prometheus server binary is not installed (/usr/bin/prometheus; "
@@ -49,25 +41,6 @@ scrape_configs:
     with running_prometheus(binary, config, tmp_path) as (url, proc, log):
         yield url, proc, log
 
-
-@contextlib.contextmanager
-def running_prometheus(binary: str, config: Path, workdir: Path):
-    """`prometheus` with `config` on a free 127.0.0.1 port; yields (url, process, log path)."""
-    port = free_port()
-    log = workdir / "prometheus.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield f"http://127.0.0.1:{port}", proc, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 def query(prom: str, expr: str) -> list[dict]:
     r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)

@@ -5,15 +5,9 @@ from __future__ import annotations
 import signal
 
 import httpx
-import pytest
 
-from tests.helpers import RAVDESS_CLIP, running_server, wav_bytes
-
-
-@pytest.fixture
-def server(student_bundle, teacher_bundle):
-    with running_server(student_bundle, teacher_bundle) as (base, proc):
-        yield base, proc
+from tests.support.audio import wav_bytes
+from tests.support.data import RAVDESS_CLIP
 
 
 def test_real_server_answers_a_real_clip_and_stops_on_sigterm(server):

@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from service.labels import LABELS
-from tests.helpers import RAVDESS_CLIP, running_server, wav_bytes
+from tests.support.audio import wav_bytes
+from tests.support.data import RAVDESS_CLIP
+from tests.support.server import running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,

@@ -9,7 +9,7 @@ import pytest
 from service.bundle import load_bundle
 from service.cli import main
 from service.labels import LABELS
-from tests.helpers import make_manifest_corpus
+from tests.support.corpora import make_manifest_corpus
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.helpers import make_manifest_corpus
+from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest
 from training.robustness import auto_probs, evaluate_sets, robustness_sets
 

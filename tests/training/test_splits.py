@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from service.labels import LABELS
-from tests.helpers_corpora import RAVDESS_DIR, make_records
+from tests.support.corpora import make_records
+from tests.support.data import RAVDESS_DIR
 from training.corpora import prepare_ravdess
 from training.splits import (PARTS, Split, apply_split, kfold_by_speaker, read_split,
                              split_by_speaker, write_split)

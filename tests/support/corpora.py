@@ -1,4 +1,5 @@
-"""Factories for tiny generated corpora (real audio files, 0.2 s of noise) and records.
+"""Factories for tiny generated corpora (real audio files: 0.2 s of noise, or a generated voice)
+and records.
 
 Every factory writes under a folder the test gives (tmp_path) and returns what it wrote,
 so a test states the corpus it needs in one line.
@@ -14,11 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from service.labels import LABELS
+from tests.support.audio import voice
 from training.records import Utterance
-
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-RAVDESS_DIR = SHARED_DATA / "ravdess"
-CREMAD_META_DIR = SHARED_DATA / "crema-d-meta"
 
 SAMPLE_RATE = 16000
 RAVDESS_EMOTIONS = ("01", "02", "03", "04", "05", "06", "07", "08")
@@ -132,3 +130,15 @@ def make_records(n_male: int = 0, n_female: int = 0, n_unknown: int = 0, *,
     return [Utterance(id=f"{spk}/{label}{j}", path=f"/nonexistent/{spk}/{label}{j}.wav",
                       speaker=spk, label=label, corpus=corpus, sex=sex)
             for spk, sex in speakers for label in LABELS for j in range(per_label)]
+
+
+def make_manifest_corpus(root: Path, speakers: int = 8, seconds: float = 1.2) -> Path:
+    """`speakers` x 6 emotions, one generated voice clip each, as a generic CSV manifest."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in range(speakers):
+        for i, label in enumerate(LABELS):
+            path = root / f"spk{s}_{label}.wav"
+            sf.write(path, voice(seconds, seed=s * 10 + i), 16_000)
+            rows.append({"path": path.name, "label": label, "speaker": f"spk{s}", "sex": "male" if s % 2 else "female"})
+    return write_manifest(root / "manifest.csv", rows)

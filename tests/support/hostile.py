@@ -1,7 +1,7 @@
 """A generated corpus of hostile and odd requests, sent to a running service over raw HTTP.
 
     ser serve --port 8000 &          # best with SER_UPLOAD_TIMEOUT_S=3: one case waits for it
-    python scripts/hostile_corpus.py --url http://127.0.0.1:8000 [--pid PID] [--only bomb]
+    python -m tests.support.hostile --url http://127.0.0.1:8000 [--pid PID] [--only bomb]
 
 Every case is built here from generated audio (nothing is committed as a blob) and names the
 answer it must get: a 200, or a 4xx JSON error with a given stable code. Requests go through
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
-import socket
 import struct
 import sys
 import time
@@ -25,7 +23,10 @@ from typing import Callable
 from urllib.parse import urlparse
 
 import numpy as np
-import soundfile as sf
+
+from tests.support.audio import encode, flac_total_samples, float_wav_with, silence_file, voice, wav_bytes, wav_header
+from tests.support.http import Request, chunked, form, part, raw, send
+from tests.support.server import reset_peak, rss_kb
 
 OK = (200, None)
 
@@ -34,17 +35,8 @@ OK = (200, None)
 class Case:
     name: str
     group: str
-    build: Callable[[], "Request"]
+    build: Callable[[], Request]
     expect: tuple[tuple[int, str | None], ...]   # acceptable (status, error code); code None: no JSON needed
-
-
-@dataclass(frozen=True)
-class Request:
-    body: bytes
-    headers: dict[str, str]
-    path: str = "/predict"
-    method: str = "POST"
-    auto_length: bool = True   # add a true Content-Length unless the case sets its own framing
 
 
 @dataclass
@@ -55,31 +47,6 @@ class Result:
     seconds: float
     ok: bool
     detail: str = ""
-
-
-# ---------- audio builders ----------
-
-def tone(seconds: float, sr: int = 16_000, channels: int = 1) -> np.ndarray:
-    """A speech-like harmonic glide; (N,) or (N, channels) float32."""
-    t = np.arange(int(seconds * sr)) / sr
-    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 0.7 * t)) / sr
-    x = (0.25 * sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.6 + 0.4 * np.sin(8 * np.pi * t))).astype(np.float32)
-    return x if channels == 1 else np.repeat(x[:, None], channels, axis=1)
-
-
-def encode(x: np.ndarray, sr: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, x, sr, format=fmt, subtype=subtype)
-    return buf.getvalue()
-
-
-def silence_file(seconds: float, sr: int, channels: int, fmt: str, subtype: str | None = None) -> bytes:
-    """Long silence, written 1 s at a time (libsndfile's Vorbis encoder crashes on huge writes)."""
-    buf, block = io.BytesIO(), np.zeros((sr, channels), np.float32)
-    with sf.SoundFile(buf, "w", sr, channels, format=fmt, subtype=subtype) as f:
-        for _ in range(int(seconds)):
-            f.write(block)
-    return buf.getvalue()
 
 
 @functools.cache
@@ -93,64 +60,6 @@ def bombs() -> dict[str, bytes]:
         # WAV cannot compress: the upload limit bounds it, so the slowest rate fills it with the most time.
         "wav_u8_4k_40min": encode(np.zeros(4_000 * 2_400, np.float32), 4_000, "WAV", "PCM_U8"),
     }
-
-
-def wav(seconds: float = 1.0, sr: int = 16_000, channels: int = 1, subtype: str = "PCM_16") -> bytes:
-    return encode(tone(seconds, sr, channels), sr, "WAV", subtype)
-
-
-def wav_header(sr: int = 16_000, channels: int = 1, bits: int = 16, data_size: int | None = None,
-               data: bytes = b"\0" * 3200, fmt_code: int = 1, extra_chunk: bytes = b"") -> bytes:
-    """A hand-made RIFF/WAVE file whose header fields may lie about its data."""
-    block = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", fmt_code, channels, sr, sr * block, block, bits)
-    size = len(data) if data_size is None else data_size
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra_chunk + b"data" + struct.pack("<I", size) + data
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def float_wav_with(value: float, subtype: str = "FLOAT") -> bytes:
-    x = tone(1.0)
-    x[1000:1010] = value
-    return encode(x, 16_000, "WAV", subtype)
-
-
-def flac_total_samples(data: bytes, n: int) -> bytes:
-    """Rewrite the total-samples field of a FLAC STREAMINFO block (0 means unknown)."""
-    d = bytearray(data)
-    d[21] = (d[21] & 0xF0) | ((n >> 32) & 0x0F)
-    d[22:26] = (n & 0xFFFFFFFF).to_bytes(4, "big")
-    return bytes(d)
-
-
-# ---------- request builders ----------
-
-BOUNDARY = "ser-corpus-boundary"
-
-
-def part(name: str, data: bytes, filename: str | bytes | None = "clip.wav", ctype: str = "audio/wav",
-         extra: bytes = b"") -> bytes:
-    disp = f'form-data; name="{name}"'.encode()
-    if filename is not None:
-        disp += b'; filename="' + (filename.encode() if isinstance(filename, str) else filename) + b'"'
-    head = b"Content-Disposition: " + disp + b"\r\n" + (f"Content-Type: {ctype}\r\n".encode() if ctype else b"") + extra
-    return b"--" + BOUNDARY.encode() + b"\r\n" + head + b"\r\n" + data + b"\r\n"
-
-
-def form(*parts: bytes, path: str = "/predict", close: bool = True, ctype: str | None = None) -> Request:
-    body = b"".join(parts) + (b"--" + BOUNDARY.encode() + b"--\r\n" if close else b"")
-    return Request(body, {"Content-Type": ctype or f"multipart/form-data; boundary={BOUNDARY}"}, path)
-
-
-def raw(data: bytes, ctype: str | None = "audio/wav", path: str = "/predict", **headers: str) -> Request:
-    h = {"Content-Type": ctype} if ctype is not None else {}
-    return Request(data, {**h, **headers}, path)
-
-
-def chunked(data: bytes, ctype: str = "audio/wav", size: int = 65_536) -> Request:
-    body = b"".join(f"{len(data[i:i + size]):x}\r\n".encode() + data[i:i + size] + b"\r\n"
-                    for i in range(0, len(data), size)) + b"0\r\n\r\n"
-    return Request(body, {"Content-Type": ctype, "Transfer-Encoding": "chunked"}, auto_length=False)
 
 
 def err(status: int, *codes: str) -> tuple[tuple[int, str], ...]:
@@ -172,60 +81,60 @@ def corpus(max_upload_bytes: int = 10_000_000) -> list[Case]:
     add("bomb_flac_raw_body_teacher", "bomb", lambda: raw(bombs()["flac_1h_48k_stereo"], "audio/flac",
                                                           "/predict/teacher"), too_long, (503, "teacher_unavailable"))
     add("bomb_in_batch_is_one_items_error", "bomb",
-        lambda: form(part("files", wav(1.0)), part("files", bombs()["mp3_1h_8k"], "b.mp3"), path="/predict/batch"), OK)
+        lambda: form(part("files", wav_bytes(1.0)), part("files", bombs()["mp3_1h_8k"], "b.mp3"), path="/predict/batch"), OK)
     add("bomb_wav_streamed_size", "bomb", lambda: raw(_streamed(bombs()["wav_u8_4k_40min"])), too_long)
     add("flac_header_says_1s_holds_120s", "header", lambda: raw(flac_total_samples(
         silence_file(120, 16_000, 1, "FLAC"), 16_000), "audio/flac"), OK)
-    add("flac_without_length", "header", lambda: raw(flac_total_samples(encode(tone(2.0), 16_000, "FLAC"), 0),
+    add("flac_without_length", "header", lambda: raw(flac_total_samples(encode(voice(2.0), 16_000, "FLAC"), 0),
                                                      "audio/flac"), (415, "unsupported_audio"))
     add("mp3_header_says_10s_holds_500s", "header", lambda: raw(
         encode(np.zeros(80_000, np.float32), 8_000, "MP3", "MPEG_LAYER_III") * 50, "audio/mpeg"), OK)
 
     # multipart oddities
-    add("two_file_parts_on_predict", "multipart", lambda: form(part("file", wav()), part("file", wav())),
+    add("two_file_parts_on_predict", "multipart", lambda: form(part("file", wav_bytes()), part("file", wav_bytes())),
         (400, "invalid_request"))
     add("thousand_tiny_parts", "multipart", lambda: form(*[part(f"f{i}", b"x", None, "") for i in range(1000)],
-                                                         part("file", wav())), (400, "invalid_request"))
+                                                         part("file", wav_bytes())), (400, "invalid_request"))
     add("thousand_tiny_files_on_batch", "multipart", lambda: form(*[part("files", b"x", f"{i}.wav") for i in range(1000)],
                                                                   path="/predict/batch"), (400, "invalid_request"))
-    add("one_mb_http_header", "multipart", lambda: Request(wav(), {"Content-Type": "audio/wav", "X-Big": "a" * 1_000_000}),
+    add("one_mb_http_header", "multipart", lambda: Request(wav_bytes(), {"Content-Type": "audio/wav", "X-Big": "a" * 1_000_000}),
         (400, None), (431, None))
-    add("one_mb_part_header", "multipart", lambda: form(part("file", wav(), extra=b"X-Big: " + b"a" * 1_000_000 + b"\r\n")),
+    add("one_mb_part_header", "multipart", lambda: form(part("file", wav_bytes(), extra=b"X-Big: " + b"a" * 1_000_000 + b"\r\n")),
         (400, "invalid_request"), OK)
-    add("missing_boundary", "multipart", lambda: form(part("file", wav()), ctype="multipart/form-data"),
+    add("missing_boundary", "multipart", lambda: form(part("file", wav_bytes()), ctype="multipart/form-data"),
         (400, "invalid_request"), (400, "missing_audio"))
-    add("boundary_not_in_body", "multipart", lambda: form(part("file", wav()), ctype="multipart/form-data; boundary=other"),
+    add("boundary_not_in_body", "multipart", lambda: form(part("file", wav_bytes()), ctype="multipart/form-data; boundary=other"),
         (400, "missing_audio"), (400, "invalid_request"))
-    add("unterminated_multipart", "multipart", lambda: form(part("file", wav()), close=False),
+    add("unterminated_multipart", "multipart", lambda: form(part("file", wav_bytes()), close=False),
         (400, "invalid_request"), (400, "missing_audio"), OK)
     add("empty_multipart", "multipart", lambda: form(), (400, "missing_audio"))
     add("file_part_of_zero_bytes", "multipart", lambda: form(part("file", b"")), (400, "empty_audio"))
-    add("wrong_field_name", "multipart", lambda: form(part("audio", wav())), (400, "missing_audio"))
-    add("part_without_filename", "multipart", lambda: form(part("file", wav(), None)), (400, "missing_audio"),
+    add("wrong_field_name", "multipart", lambda: form(part("audio", wav_bytes())), (400, "missing_audio"))
+    add("part_without_filename", "multipart", lambda: form(part("file", wav_bytes(), None)), (400, "missing_audio"),
         (400, "invalid_request"))
-    add("filename_with_dotdot", "multipart", lambda: form(part("file", wav(), "../../../etc/passwd")), OK)
-    add("filename_invalid_utf8", "multipart", lambda: form(part("file", wav(), b"\xff\xfe\xc3(.wav")), OK)
-    add("filename_invalid_utf8_in_batch", "multipart", lambda: form(part("files", wav(), b"\xff\xfe\xc3(.wav"),
+    add("filename_with_dotdot", "multipart", lambda: form(part("file", wav_bytes(), "../../../etc/passwd")), OK)
+    add("filename_invalid_utf8", "multipart", lambda: form(part("file", wav_bytes(), b"\xff\xfe\xc3(.wav")), OK)
+    add("filename_invalid_utf8_in_batch", "multipart", lambda: form(part("files", wav_bytes(), b"\xff\xfe\xc3(.wav"),
                                                                      path="/predict/batch"), OK)
-    add("filename_very_long", "multipart", lambda: form(part("file", wav(), "a" * 50_000 + ".wav")), OK,
+    add("filename_very_long", "multipart", lambda: form(part("file", wav_bytes(), "a" * 50_000 + ".wav")), OK,
         (400, "invalid_request"))
-    add("part_base64_encoded", "multipart", lambda: form(part("file", __import__("base64").b64encode(wav()),
+    add("part_base64_encoded", "multipart", lambda: form(part("file", __import__("base64").b64encode(wav_bytes()),
                                                               extra=b"Content-Transfer-Encoding: base64\r\n")),
         (415, "unsupported_audio"))
-    add("batch_over_file_limit", "multipart", lambda: form(*[part("files", wav(0.2), f"{i}.wav") for i in range(17)],
+    add("batch_over_file_limit", "multipart", lambda: form(*[part("files", wav_bytes(0.2), f"{i}.wav") for i in range(17)],
                                                            path="/predict/batch"), (400, "invalid_request"))
     add("content_length_larger_than_body", "framing",
-        lambda: Request(wav(), {"Content-Type": "audio/wav", "Content-Length": str(len(wav()) + 5000)}, auto_length=False),
+        lambda: Request(wav_bytes(), {"Content-Type": "audio/wav", "Content-Length": str(len(wav_bytes()) + 5000)}, auto_length=False),
         (408, "upload_timeout"))
     add("content_length_smaller_than_body", "framing",
-        lambda: Request(wav(), {"Content-Type": "audio/wav", "Content-Length": "2000"}, auto_length=False),
+        lambda: Request(wav_bytes(), {"Content-Type": "audio/wav", "Content-Length": "2000"}, auto_length=False),
         (400, "truncated_audio"), (400, "audio_too_short"))
     add("content_length_not_a_number", "framing",
-        lambda: Request(wav(), {"Content-Type": "audio/wav", "Content-Length": "lots"}, auto_length=False), (400, None))
+        lambda: Request(wav_bytes(), {"Content-Type": "audio/wav", "Content-Length": "lots"}, auto_length=False), (400, None))
     add("content_length_over_limit", "framing",
         lambda: Request(b"x" * 100, {"Content-Type": "audio/wav", "Content-Length": str(max_upload_bytes + 1)},
                         auto_length=False), (413, "upload_too_large"))
-    add("chunked_upload", "framing", lambda: chunked(wav(2.0)), OK)
+    add("chunked_upload", "framing", lambda: chunked(wav_bytes(2.0)), OK)
     add("chunked_upload_over_limit", "framing", lambda: chunked(b"\0" * (max_upload_bytes + 100_000)),
         (413, "upload_too_large"))
     add("multipart_over_limit_without_length", "framing", lambda: _as_chunked(form(part("file", b"\0" * (max_upload_bytes + 1000)))),
@@ -245,13 +154,13 @@ def corpus(max_upload_bytes: int = 10_000_000) -> list[Case]:
     add("wav_no_samples", "header", lambda: raw(wav_header(data=b"")), (400, "empty_audio"))
     add("wav_bits_per_sample_7", "header", lambda: raw(wav_header(bits=7)), (415, "unsupported_audio"), OK)
     add("wav_unknown_format_code", "header", lambda: raw(wav_header(fmt_code=0x1234)), (415, "unsupported_audio"))
-    add("wav_riff_size_wrong", "header", lambda: raw(b"RIFF" + struct.pack("<I", 0x7FFFFFFF) + wav(1.0)[8:]), OK)
+    add("wav_riff_size_wrong", "header", lambda: raw(b"RIFF" + struct.pack("<I", 0x7FFFFFFF) + wav_bytes(1.0)[8:]), OK)
     add("wav_only_riff_magic", "header", lambda: raw(b"RIFF\x00\x00\x00\x00WAVE"), (400, "truncated_audio"))
     add("wav_header_then_noise", "header", lambda: raw(b"RIFF" + bytes(np.random.default_rng(1).integers(0, 256, 4000, np.uint8))),
         (415, "unsupported_audio"))
-    add("flac_cut_in_half", "header", lambda: raw(encode(tone(2.0), 16_000, "FLAC")[:6000], "audio/flac"),
+    add("flac_cut_in_half", "header", lambda: raw(encode(voice(2.0), 16_000, "FLAC")[:6000], "audio/flac"),
         OK, (415, "unsupported_audio"), (400, "audio_too_short"))
-    add("ogg_cut_in_half", "header", lambda: raw(encode(tone(2.0), 16_000, "OGG", "VORBIS")[:3000], "audio/ogg"),
+    add("ogg_cut_in_half", "header", lambda: raw(encode(voice(2.0), 16_000, "OGG", "VORBIS")[:3000], "audio/ogg"),
         OK, (415, "unsupported_audio"), (400, "audio_too_short"), (400, "empty_audio"))
     add("mp3_id3_tag_only", "header", lambda: raw(b"ID3\x04\x00\x00\x00\x00\x00\x10" + b"\0" * 16, "audio/mpeg"),
         (415, "unsupported_audio"), (400, "empty_audio"))
@@ -262,21 +171,21 @@ def corpus(max_upload_bytes: int = 10_000_000) -> list[Case]:
     # odd but valid audio
     add("silence_3s", "valid", lambda: raw(encode(np.zeros(48_000, np.float32), 16_000)), OK)
     add("dc_offset_3s", "valid", lambda: raw(encode(np.full(48_000, 0.5, np.float32), 16_000, "WAV", "FLOAT")), OK)
-    add("clipped_square", "valid", lambda: raw(encode(np.sign(tone(3.0)) * 1.0, 16_000, "WAV", "PCM_16")), OK)
-    add("float_beyond_full_scale", "valid", lambda: raw(encode(tone(3.0) * 40, 16_000, "WAV", "FLOAT")), OK)
+    add("clipped_square", "valid", lambda: raw(encode(np.sign(voice(3.0)) * 1.0, 16_000, "WAV", "PCM_16")), OK)
+    add("float_beyond_full_scale", "valid", lambda: raw(encode(voice(3.0) * 40, 16_000, "WAV", "FLOAT")), OK)
     add("float_huge_finite", "valid", lambda: raw(float_wav_with(3e38)), OK, (400, "invalid_audio"))
-    add("telephone_8k_ulaw", "valid", lambda: raw(wav(3.0, 8_000, subtype="ULAW")), OK)
-    add("telephone_8k_alaw", "valid", lambda: raw(wav(3.0, 8_000, subtype="ALAW")), OK)
-    add("rate_4k", "valid", lambda: raw(wav(3.0, 4_000)), OK)
-    add("rate_96k_24bit", "valid", lambda: raw(wav(3.0, 96_000, subtype="PCM_24")), OK)
-    add("rate_384k", "valid", lambda: raw(wav(2.0, 384_000)), OK)
-    add("channels_32", "valid", lambda: raw(wav(3.0, 16_000, 32)), OK)
-    add("channels_33", "valid", lambda: raw(wav(0.5, 16_000, 33)), (415, "unsupported_audio"))
-    add("duration_59_9s", "valid", lambda: raw(wav(59.9, 8_000)), OK)
-    add("duration_60_5s", "valid", lambda: raw(wav(60.5, 8_000)), too_long)
-    add("duration_0_1s", "valid", lambda: raw(wav(0.1)), OK)
-    add("duration_0_09s", "valid", lambda: raw(wav(0.09)), (400, "audio_too_short"))
-    add("segments_of_59s", "valid", lambda: raw(wav(59.0, 8_000), path="/predict?segments=true&model=student"), OK)
+    add("telephone_8k_ulaw", "valid", lambda: raw(wav_bytes(3.0, 8_000, subtype="ULAW")), OK)
+    add("telephone_8k_alaw", "valid", lambda: raw(wav_bytes(3.0, 8_000, subtype="ALAW")), OK)
+    add("rate_4k", "valid", lambda: raw(wav_bytes(3.0, 4_000)), OK)
+    add("rate_96k_24bit", "valid", lambda: raw(wav_bytes(3.0, 96_000, subtype="PCM_24")), OK)
+    add("rate_384k", "valid", lambda: raw(wav_bytes(2.0, 384_000)), OK)
+    add("channels_32", "valid", lambda: raw(wav_bytes(3.0, 16_000, 32)), OK)
+    add("channels_33", "valid", lambda: raw(wav_bytes(0.5, 16_000, 33)), (415, "unsupported_audio"))
+    add("duration_59_9s", "valid", lambda: raw(wav_bytes(59.9, 8_000)), OK)
+    add("duration_60_5s", "valid", lambda: raw(wav_bytes(60.5, 8_000)), too_long)
+    add("duration_0_1s", "valid", lambda: raw(wav_bytes(0.1)), OK)
+    add("duration_0_09s", "valid", lambda: raw(wav_bytes(0.09)), (400, "audio_too_short"))
+    add("segments_of_59s", "valid", lambda: raw(wav_bytes(59.0, 8_000), path="/predict?segments=true&model=student"), OK)
     add("float_nan", "nonfinite", lambda: raw(float_wav_with(np.nan)), (400, "invalid_audio"))
     add("float_pos_inf", "nonfinite", lambda: raw(float_wav_with(np.inf)), (400, "invalid_audio"))
     add("double_neg_inf", "nonfinite", lambda: raw(float_wav_with(-np.inf, "DOUBLE")), (400, "invalid_audio"))
@@ -288,19 +197,19 @@ def corpus(max_upload_bytes: int = 10_000_000) -> list[Case]:
                             ("MP3", "MPEG_LAYER_III", "audio/mpeg"), ("WAV", "PCM_16", "application/octet-stream"),
                             ("WAV", "PCM_16", "audio/x-wav; charset=binary"), ("WAV", "PCM_16", "AUDIO/WAV")]:
         add(f"raw_{fmt.lower()}_{ctype.split(';')[0].replace('/', '_').lower()}", "ctype",
-            lambda f=fmt, s=sub, t=ctype: raw(encode(tone(2.0, 48_000 if s == "OPUS" else 16_000),
+            lambda f=fmt, s=sub, t=ctype: raw(encode(voice(2.0, 48_000 if s == "OPUS" else 16_000),
                                                      48_000 if s == "OPUS" else 16_000, f, s), t), OK)
     for ctype in ("text/plain", "application/json", "image/png", "multipart/mixed; boundary=x", "text/html"):
-        add(f"ctype_{ctype.split(';')[0].replace('/', '_')}", "ctype", lambda t=ctype: raw(wav(), t),
+        add(f"ctype_{ctype.split(';')[0].replace('/', '_')}", "ctype", lambda t=ctype: raw(wav_bytes(), t),
             (415, "unsupported_media_type"))
-    add("ctype_missing_with_body", "ctype", lambda: raw(wav(), None), (400, "missing_audio"))
+    add("ctype_missing_with_body", "ctype", lambda: raw(wav_bytes(), None), (400, "missing_audio"))
     add("ctype_urlencoded", "ctype", lambda: raw(b"file=abc", "application/x-www-form-urlencoded"), (400, "missing_audio"))
     add("ctype_audio_but_empty", "ctype", lambda: raw(b"", "audio/wav"), (400, "missing_audio"))
 
     # routes and parameters
     add("get_on_predict", "route", lambda: Request(b"", {}, "/predict", "GET"), (405, "method_not_allowed"))
-    add("top_k_zero", "route", lambda: raw(wav(), path="/predict?top_k=0"), (422, "invalid_parameter"))
-    add("model_bogus", "route", lambda: raw(wav(), path="/predict?model=bogus"), (422, "invalid_parameter"))
+    add("top_k_zero", "route", lambda: raw(wav_bytes(), path="/predict?top_k=0"), (422, "invalid_parameter"))
+    add("model_bogus", "route", lambda: raw(wav_bytes(), path="/predict?model=bogus"), (422, "invalid_parameter"))
     add("path_traversal_url", "route", lambda: Request(b"", {}, "/../../etc/passwd", "GET"), (404, "not_found"),
         (400, None))
     return c
@@ -319,46 +228,7 @@ def _as_chunked(r: Request) -> Request:
     return Request(c.body, c.headers, r.path, auto_length=False)
 
 
-# ---------- sending ----------
-
-def send(host: str, port: int, r: Request, timeout_s: float = 60) -> tuple[int, dict, bytes]:
-    """One request on a fresh connection; returns (status, headers, body). Status 0: no answer."""
-    head = [f"{r.method} {r.path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
-    head += [f"{k}: {v}" for k, v in r.headers.items()]
-    if r.auto_length and (r.body or r.method == "POST"):
-        head.append(f"Content-Length: {len(r.body)}")
-    with socket.create_connection((host, port), timeout=timeout_s) as s:
-        try:
-            s.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + r.body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass   # the server may answer and close before taking the whole body
-        chunks = []
-        try:
-            while block := s.recv(65_536):
-                chunks.append(block)
-        except ConnectionResetError:
-            pass
-    data = b"".join(chunks)
-    if not data:
-        return 0, {}, b""
-    head_bytes, _, body = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
-    if headers.get("transfer-encoding") == "chunked":
-        body = _dechunk(body)
-    return int(lines[0].split()[1]), headers, body
-
-
-def _dechunk(body: bytes) -> bytes:
-    out, pos = [], 0
-    while True:
-        end = body.index(b"\r\n", pos)
-        n = int(body[pos:end].split(b";")[0], 16)
-        if n == 0:
-            return b"".join(out)
-        out.append(body[end + 2:end + 2 + n])
-        pos = end + 2 + n + 2
-
+# ---------- checking ----------
 
 def check(case: Case, status: int, headers: dict, body: bytes) -> tuple[str | None, bool, str]:
     code, payload = None, {}
@@ -393,18 +263,6 @@ def run_corpus(url: str, cases: list[Case] | None = None, timeout_s: float = 60)
         code, ok, detail = check(case, status, headers, body)
         results.append(Result(case, status, code, time.perf_counter() - t0, ok, detail))
     return results
-
-
-def rss_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak resident memory) of a process, in kB."""
-    with open(f"/proc/{pid}/status") as f:
-        return {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in f) if k in ("VmRSS", "VmHWM")}
-
-
-def reset_peak(pid: int) -> None:
-    """Make VmHWM start again from the current RSS (Linux clear_refs)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
 
 
 def main() -> int:

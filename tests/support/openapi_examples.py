@@ -1,6 +1,6 @@
 """Write the OpenAPI document's response examples from a real clip and the shipped models.
 
-    .venv/bin/python scripts/openapi_examples.py [clip.flac]
+    .venv/bin/python -m tests.support.openapi_examples [clip.flac]
 
 The service's answers to one real RAVDESS clip (angry, actor 01), alone and in a batch beside
 a PNG, become `service/static/openapi-examples.json`; tests/service/test_openapi.py checks
@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.support.data import RAVDESS_CLIP
 
-ROOT = Path(__file__).resolve().parents[1]
-CLIP = ROOT / ".." / "shared" / "data" / "ravdess" / "Actor_01" / "03-01-05-01-01-01-01.flac"
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "service" / "static" / "openapi-examples.json"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)   # a file that is not audio
 
@@ -37,6 +37,6 @@ def collect_examples(clip: Path) -> dict:
 
 
 if __name__ == "__main__":
-    clip = Path(sys.argv[1]) if len(sys.argv) > 1 else CLIP
+    clip = Path(sys.argv[1]) if len(sys.argv) > 1 else RAVDESS_CLIP
     OUT.write_text(json.dumps(collect_examples(clip), indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)} from {clip.name}")

@@ -1,6 +1,6 @@
 """A long fuzz run of the decoder and the upload path, outside the test suite.
 
-    python scripts/fuzz.py [--minutes 10] [--examples 5000] [--out fuzz-findings]
+    python -m tests.support.fuzz [--minutes 10] [--examples 5000] [--out fuzz-findings]
 
 Two parts. (1) The hypothesis properties of tests/service/test_fuzz.py with --examples
 examples each instead of the suite's 60. (2) A crash hunt the properties cannot do: a
@@ -18,13 +18,25 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.audio import encode, voice
 
+ROOT = Path(__file__).resolve().parents[2]
+
+# Valid files of every format the decoder reads: what the properties and the crash hunt mutate.
+SEEDS = {
+    "wav16": encode(voice(0.5), 16_000, "WAV", "PCM_16"),
+    "wavf": encode(voice(0.5, 8_000, 2), 8_000, "WAV", "FLOAT"),
+    "flac": encode(voice(0.5, 44_100), 44_100, "FLAC"),
+    "vorbis": encode(voice(0.5), 16_000, "OGG", "VORBIS"),
+    "opus": encode(voice(0.5, 48_000), 48_000, "OGG", "OPUS"),
+    "mp3": encode(voice(0.5), 16_000, "MP3", "MPEG_LAYER_III"),
+}
+
+# Run in a child process from the repository root, so a native crash kills only the child.
 CHILD = r"""
 import random, sys
-sys.path.insert(0, {root!r})
 from service.audio import AudioError, load_audio
-from tests.service.test_fuzz import SEEDS
+from tests.support.fuzz import SEEDS
 rng = random.Random(int(sys.argv[1]))
 current = sys.argv[2]
 seeds = list(SEEDS.values())
@@ -60,7 +72,7 @@ def crash_hunt(seconds: float, out: Path) -> tuple[int, list[Path]]:
     stop = time.monotonic() + seconds
     while time.monotonic() < stop:
         seed += 1
-        child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT)), str(seed), str(current)],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(seed), str(current)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             stdout, stderr = child.communicate(timeout=max(1.0, stop - time.monotonic()))

@@ -1,6 +1,6 @@
 """Try a teacher recipe on one fold: RAVDESS test speakers and another corpus side by side.
 
-    python benchmarks/teacher_recipe.py --fold runs/ravdess/fold0 --out runs/try-freeze4 \
+    python -m experiments.teacher_recipe --fold runs/ravdess/fold0 --out runs/try-freeze4 \
         --set '{"freeze_layers": 4}' [--cross ../shared/data/tess-oaf/manifest.csv]
 
 Trains a teacher on the fold's training speakers (its split.json; records.csv one folder up)
@@ -17,10 +17,9 @@ import json
 import time
 from pathlib import Path
 
-from training.commands import checkpoint_probs
 from training.corpora import prepare_corpus
 from training.data import load_clips
-from training.evaluate import report_from_probs
+from training.evaluate import checkpoint_probs, report_from_probs
 from training.records import read_records
 from training.splits import apply_split, read_split
 from training.train_teacher import TeacherConfig, train_teacher

@@ -1,6 +1,6 @@
 """What `model=auto` trades: share of clips sent to the teacher and UA, per fallback threshold.
 
-    python benchmarks/fallback_curve.py --fold runs/ravdess/fold0 \
+    python -m experiments.fallback_curve --fold runs/ravdess/fold0 \
         [--student models/student --teacher models/teacher] [--thresholds 0 0.4 0.5 0.6 0.7 1]
 
 On the fold's test speakers (its split.json; records.csv one folder up), both bundles answer

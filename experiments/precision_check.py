@@ -1,6 +1,6 @@
 """Float32 vs int8 student on the test speakers recorded in the bundle, through the service's front end.
 
-    python benchmarks/precision_check.py --float runs/NAME/fold0/bundles/student \
+    python -m experiments.precision_check --float runs/NAME/fold0/bundles/student \
         --int8 runs/NAME/fold0/bundles/student-int8
 
 The split in the float bundle's bundle.json names its test speakers; both bundles score their
@@ -18,14 +18,11 @@ from pathlib import Path
 from training.corpora.ravdess import prepare_ravdess
 from training.evaluate import bundle_probs, report_from_probs
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--float", dest="fp", type=Path, default=Path("models/student"))
     ap.add_argument("--int8", type=Path, default=Path("models/student-int8"))
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/ravdess"), help="the RAVDESS copy (manifest.csv)")
     args = ap.parse_args()
     test = set(json.loads((args.fp / "bundle.json").read_text())["training"]["split"]["speakers"]["test"])
     if not test:
