@@ -106,9 +106,10 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
             model, out, role="student", name=student_name(corpus), window=scfg.window(), parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
             license=corpus["license"], description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
-    reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
-        fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
-        STUDENT_DESCRIPTION + INT8_NOTE["student"]))
+    if "student_kd" in students:
+        reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
+            fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
+            STUDENT_DESCRIPTION + INT8_NOTE["student"]))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
 
 

@@ -113,7 +113,7 @@ def markdown(s: dict) -> str:
     lines += ["", "## Confusion matrices (rows: true class, columns: predicted; "
               + ", ".join(next(iter(rows.values()))["teacher"]["labels"]) + ")", ""]
     for name, r in rows.items():
-        for m in ("teacher", "student"):
+        for m in [m for m in ("teacher", "student") if m in r]:
             lines.append(f"- {name}, {NAMES.get(m, m)}: `{r[m]['confusion']}`")
     return "\n".join(lines) + "\n"
 

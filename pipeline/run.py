@@ -65,6 +65,8 @@ class PipelineConfig:
     cross: dict = field(default_factory=dict)      # name -> manifest CSV of a corpus never trained on
                                                    # that every model is scored on (evaluation only)
     degraded_clips: int = 200         # per corpus: test clips scored under each degradation
+    split_students: bool = True       # train the students in the splits too (False: their teacher only,
+                                      # when the students' estimate is not worth its hours of CPU)
 
     def __post_init__(self) -> None:
         if self.teacher_kind not in TEACHER_KINDS:
@@ -99,6 +101,7 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
     # the student alone (the distillation gain) is measured on the k folds only
     results = [run_fold(out / name, split, records, clips, cfg, transfer, cross,
+                        () if not cfg.split_students else
                         ("student_alone", "student_kd") if name.startswith("fold") else ("student_kd",))
                for name, split in splits(records, cfg)]
     summary = write_summary(out, results, k=cfg.folds)

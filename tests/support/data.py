@@ -8,3 +8,4 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 RAVDESS_DIR = SHARED_DATA / "ravdess"
 RAVDESS_CLIP = RAVDESS_DIR / "Actor_01" / "03-01-05-01-01-01-01.flac"   # angry, normal intensity
 CREMAD_META_DIR = SHARED_DATA / "crema-d-meta"
+NEMO_DIR = SHARED_DATA / "nemo"

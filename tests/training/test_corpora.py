@@ -327,7 +327,7 @@ def test_prepare_corpus_dispatches(tmp_path):
 
 def test_prepare_corpus_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown corpus 'iemocap'; expected one of "
-                                         "ravdess, cremad, manifest"):
+                                         "ravdess, nemo, cremad, manifest"):
         prepare_corpus("iemocap", tmp_path)
     with pytest.raises(ValueError, match="corpus 'ravdess' has no option meta_dir; "
                                          "expected calm_as_neutral"):
@@ -350,20 +350,21 @@ def test_a_manifest_corpus_states_its_licence_in_a_file_beside_it(tmp_path):
     assert lic["data"] == "CC BY 4.0, Example Lab 2026 (LICENSE.txt of the corpus)" and "CC BY 4.0" in lic["weights"]
 
 
-def test_only_ravdess_offers_transfer_clips(tmp_path):
-    assert [n for n, c in CORPORA.items() if c.transfer] == ["ravdess"]
+def test_ravdess_and_nemo_offer_unlabeled_transfer_clips(tmp_path):
+    assert [n for n, c in CORPORA.items() if c.transfer] == ["ravdess", "nemo"]
     make_ravdess(tmp_path / "r", actors=(1,))
     transfer = CORPORA["ravdess"].transfer(tmp_path / "r")
     assert transfer and not {r.id for r in transfer} & {r.id for r in prepare_ravdess(tmp_path / "r")}
+    assert all(r.label is None for r in transfer)
 
 
-def test_a_run_records_its_corpus(tmp_path):
+def test_a_run_records_its_corpora_and_each_licence(tmp_path):
     make_ravdess(tmp_path / "r", actors=(1,))
     (tmp_path / "run").mkdir()
-    info = write_corpus_info(tmp_path / "run", "ravdess", tmp_path / "r")
-    assert read_corpus_info(tmp_path / "run") == info == {"name": "ravdess", "license": CORPORA["ravdess"].license(None)}
-    # a run made before corpus.json existed: the corpus is read off its records
-    old = tmp_path / "old"
-    old.mkdir()
-    write_records(prepare_ravdess(tmp_path / "r"), old / "records.csv")
-    assert read_corpus_info(old)["license"] == info["license"]
+    info = write_corpus_info(tmp_path / "run", [("ravdess", tmp_path / "r")])
+    assert read_corpus_info(tmp_path / "run") == info
+    assert info["name"] == "ravdess" and info["license"] == CORPORA["ravdess"].license(None)
+    both = write_corpus_info(tmp_path / "run", [("ravdess", tmp_path / "r"), ("nemo", tmp_path / "n")])
+    assert both["name"] == "ravdess-nemo" and "RAVDESS" in both["license"]["data"] and "nEMO" in both["license"]["data"]
+    with pytest.raises(FileNotFoundError, match="corpus.json"):
+        read_corpus_info(tmp_path)

@@ -67,3 +67,14 @@ def test_reverb_smears_energy_in_time_and_keeps_the_peak():
 def test_unknown_condition_is_refused():
     with pytest.raises(ValueError, match="unknown degradation 'vinyl'"):
         degrade(voice(0.5), "vinyl", seed=0)
+
+
+def test_simulated_rooms_reverberate_for_about_their_rt60():
+    from training.rooms import room_bank, room_impulse_response
+
+    rir = room_impulse_response(np.random.default_rng(0), rt60_s=0.6)
+    energy = np.cumsum(rir[::-1].astype(np.float64) ** 2)[::-1]   # Schroeder decay curve
+    decay_db = 10 * np.log10(energy / energy[0])
+    t20 = np.argmax(decay_db < -25) - np.argmax(decay_db < -5)   # -5 to -25 dB, x3 for RT60
+    assert 0.3 < 3 * t20 / 16_000 < 1.2
+    assert room_bank(seed=3, size=2) == room_bank(seed=3, size=2)   # made once per seed
