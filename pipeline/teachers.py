@@ -63,10 +63,9 @@ def load_fold_teacher(teacher_dir: Path, kind: str) -> tuple[torch.nn.Module, di
 
         backbone = json.loads((teacher_dir / "head.json").read_text())["backbone"]
         return FrozenTeacher(build_stats(backbone), load_head(teacher_dir)).eval(), dict(WINDOW)
-    from training.teacher import load_teacher
-    from training.train_teacher import served_window
+    from training.teacher import load_teacher, teacher_window
 
-    return load_teacher(teacher_dir / "best").eval(), served_window(teacher_dir / "best")
+    return load_teacher(teacher_dir / "best").eval(), teacher_window(teacher_dir / "best")
 
 
 def soft_labels(fold: Path, teacher_dir: Path, kind: str, records: list[Utterance], clips: dict) -> np.ndarray:

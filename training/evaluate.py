@@ -61,9 +61,8 @@ def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
         model, cfg = load_student(path)
         w = cfg.window()
     else:
-        from training.teacher import load_teacher
-        from training.train_teacher import served_window
-        model, w = load_teacher(path), served_window(path)
+        from training.teacher import load_teacher, teacher_window
+        model, w = load_teacher(path), teacher_window(path)
     return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
                          w["trim_silence"], w["pad"])
 

@@ -23,7 +23,8 @@ plus ``preprocessor_config.json`` (the equivalent transformers feature extractor
 ``teacher.json``::
 
     {"format": 1, "frontend": "waveform" | "whisper", "normalize": true,
-     "labels": ["angry", ...], "sample_rate": 16000}
+     "labels": ["angry", ...], "sample_rate": 16000,
+     "window": {"window_s": 3.0, "hop_s": 1.0, "trim_silence": true, "pad": "repeat"}}
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "TeacherModel",
     "build_teacher",
     "save_teacher",
+    "teacher_window",
     "load_teacher",
 ]
 
@@ -285,8 +287,9 @@ def build_teacher(backbone: str | Path, num_labels: int = len(LABELS), *,
     return TeacherModel(model, normalize=normalize)
 
 
-def save_teacher(model: TeacherModel, out_dir: str | Path) -> Path:
-    """Write ``save_pretrained`` weights + config, preprocessor_config.json and teacher.json."""
+def save_teacher(model: TeacherModel, out_dir: str | Path, window: dict) -> Path:
+    """Write ``save_pretrained`` weights + config, preprocessor_config.json and teacher.json,
+    which also holds the `window` the teacher is served with (window_s, hop_s, trim_silence, pad)."""
     from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
     out = Path(out_dir)
@@ -299,9 +302,14 @@ def save_teacher(model: TeacherModel, out_dir: str | Path) -> Path:
     fe.save_pretrained(out)   # what a transformers user would feed the checkpoint
     meta = {"format": FORMAT, "frontend": model.frontend, "normalize": model.normalize,
             "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
-            "sample_rate": SAMPLE_RATE}
+            "sample_rate": SAMPLE_RATE, "window": dict(window)}
     (out / TEACHER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def teacher_window(path: str | Path) -> dict:
+    """The window a teacher folder written by :func:`save_teacher` is served with."""
+    return json.loads((Path(path) / TEACHER_FILE).read_text())["window"]
 
 
 def load_teacher(path: str | Path) -> TeacherModel:

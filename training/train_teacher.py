@@ -89,21 +89,13 @@ class TeacherConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected an integer >= 1")
 
+    def window(self) -> dict:
+        """The front-end settings the teacher is served with (written into its teacher.json)."""
+        return {"window_s": self.window_s, "hop_s": self.hop_s, "trim_silence": self.trim_silence, "pad": self.pad}
+
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherConfig":
         return from_dict(cls, d)
-
-
-# Options whose default changed: a config saved before they existed meant these values.
-LEGACY_DEFAULTS = {"balanced": False, "pad": "zero"}
-
-
-def served_window(best_dir: str | Path) -> dict:
-    """The window settings a trained teacher (``out/best``) is served with, from the training
-    config beside it. Teachers trained before ``pad`` existed were zero-padded."""
-    cfg = json.loads((Path(best_dir).parent / "config.json").read_text())
-    return {"window_s": cfg["window_s"], "hop_s": cfg["hop_s"], "trim_silence": cfg.get("trim_silence", True),
-            "pad": cfg.get("pad", LEGACY_DEFAULTS["pad"])}
 
 
 # --------------------------------------------------------------------------------------
@@ -225,7 +217,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
         if cfg.freeze_feature_encoder and model.frontend == "waveform":
             model.model.freeze_feature_encoder()
         state = torch.load(out / "last" / STATE_FILE, map_location="cpu", weights_only=True)
-        _check_resumable(TeacherConfig.from_dict({**LEGACY_DEFAULTS, **state["config"]}), cfg)
+        _check_resumable(TeacherConfig.from_dict(state["config"]), cfg)
     else:
         model = build_teacher(cfg.backbone, freeze_feature_encoder=cfg.freeze_feature_encoder,
                               layer_sum=cfg.layer_sum)
@@ -281,7 +273,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
             rep = classification_report(y_val, probs.argmax(1), LABELS)
             if rep["ua"] > best:
                 best, bad_epochs = rep["ua"], 0
-                save_teacher(model, out / "best")
+                save_teacher(model, out / "best", cfg.window())
             else:
                 bad_epochs += 1
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
@@ -344,7 +336,7 @@ def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, epoch: 
     """out/last: this epoch's teacher + optimizer/schedule state, written then swapped in."""
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_teacher(model, tmp)
+    save_teacher(model, tmp, cfg.window())
     torch.save({"config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "best_ua": best,
                 "bad_epochs": bad_epochs, "history": history}, tmp / STATE_FILE)

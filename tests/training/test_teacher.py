@@ -24,7 +24,7 @@ from service.labels import LABELS  # noqa: E402
 from tests.support.audio import voice  # noqa: E402
 from tests.support.bundles import WHISPER_MAX_S, save_tiny  # noqa: E402
 from training.teacher import (  # noqa: E402
-    TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher,
+    TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher, teacher_window,
 )
 from training.evaluate import predict_probs  # noqa: E402
 from training.train_teacher import STATE_FILE, TeacherConfig, train_teacher  # noqa: E402
@@ -159,9 +159,11 @@ def test_whisper_rejects_more_than_30_s_equivalent(teachers):
 @pytest.mark.parametrize("kind", BACKBONES)
 def test_save_load_round_trip(teachers, tmp_path, kind):
     teacher = teachers[kind]
-    save_teacher(teacher, tmp_path)
+    window = {"window_s": 2.0, "hop_s": 1.0, "trim_silence": True, "pad": "repeat"}
+    save_teacher(teacher, tmp_path, window)
     meta = json.loads((tmp_path / "teacher.json").read_text())
     assert meta["labels"] == list(LABELS) and meta["frontend"] == teacher.frontend
+    assert teacher_window(tmp_path) == window   # the folder says how it is served
     assert (tmp_path / "preprocessor_config.json").is_file()
     loaded = load_teacher(tmp_path)
     assert not loaded.training
@@ -238,18 +240,6 @@ def test_train_teacher_resumes_where_it_stopped(backbone_dirs, tmp_path):
     train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2), train, val, tmp_path, resume=True)
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and history[0] == first[0]
-
-
-def test_resume_reads_a_config_saved_before_an_option_existed_as_its_old_default(backbone_dirs, tmp_path):
-    train, val = tiny_corpus(4), tiny_corpus(2)
-    train_teacher(tiny_config(backbone_dirs["whisper"]), train, val, tmp_path)
-    state_path = tmp_path / "last" / STATE_FILE
-    state = torch.load(state_path, weights_only=False)
-    for key in ("balanced", "pad"):   # as written before these options existed
-        del state["config"][key]
-    torch.save(state, state_path)
-    with pytest.raises(ValueError, match="balanced: False -> True.*pad: 'zero' -> 'repeat'"):
-        train_teacher(tiny_config(backbone_dirs["whisper"], epochs=2), train, val, tmp_path, resume=True)
 
 
 def test_train_teacher_stops_early(backbone_dirs, tmp_path):
