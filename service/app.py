@@ -41,5 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"])
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,
-                       upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter)
+                       upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter,
+                       routes=app.routes)
     return app

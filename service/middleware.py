@@ -9,7 +9,9 @@ import re
 import time
 import uuid
 
-from service.errors import ApiError, error_body
+from starlette.routing import Match
+
+from service.errors import ERRORS, ApiError, error_body
 from service.metrics import Metrics
 from service.runtime import Limiter
 
@@ -17,13 +19,18 @@ access_log = logging.getLogger("ser.access")
 # The rest of an unread body cannot be skipped cheaply: close rather than keep the connection.
 CLOSE = {"Connection": "close"}
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a client's id is echoed only if it is tame
+# Metric labels take only values from these fixed sets: a label that a client can choose makes
+# one series per value, and a flood of made-up methods or paths would grow /metrics without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+NOT_FOUND = "not_found"   # the route label of every path that matches no route
 
 
 class RequestContext:
     def __init__(self, app, metrics: Metrics, max_upload_bytes: int, upload_timeout_s: float = 30.0,
-                 limiter: Limiter | None = None):
+                 limiter: Limiter | None = None, routes: list | None = None):
         self.app, self.metrics, self.limit, self.timeout_s = app, metrics, max_upload_bytes, upload_timeout_s
         self.limiter = limiter
+        self.routes = routes or []   # to name the route of a request refused before routing
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -108,15 +115,20 @@ class RequestContext:
                                 *((k.lower().encode(), v.encode()) for k, v in e.headers.items())]})
         await send({"type": "http.response.body", "body": body})
 
+    def _route(self, scope) -> str:
+        """The route template of the request, or NOT_FOUND: never the path the client sent."""
+        route = scope.get("route") or next((r for r in self.routes if r.matches(scope)[0] != Match.NONE), None)
+        return getattr(route, "path", NOT_FOUND)
+
     def _record(self, scope, status: int, seconds: float, rid: str) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", "unmatched")   # route templates only: bounded label cardinality
-        self.metrics.request_latency.labels(route=path, method=scope["method"], status=str(status)).observe(seconds)
+        route, method = self._route(scope), scope["method"]
+        method_label = method if method in METHODS else "other"
+        self.metrics.request_latency.labels(route=route, method=method_label, status=str(status)).observe(seconds)
         code = scope["state"].get("error_code")
         if code:
-            self.metrics.errors.labels(code=code).inc()
+            self.metrics.errors.labels(code=code if code in ERRORS else "other").inc()
         access_log.info(json.dumps({
-            "request_id": rid, "method": scope["method"], "path": scope["path"], "route": path,
+            "request_id": rid, "method": method[:32], "path": scope["path"][:512], "route": route,
             "status": status, "duration_ms": round(seconds * 1000, 3), "error": code,
             "client": (scope.get("client") or ["", 0])[0],
         }))

@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep
 from service.errors import error_response, error_responses
@@ -37,7 +38,8 @@ async def get_ready(runtime: RuntimeDep):
 async def get_metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics: request latency by route and status, predictions by model and
     label, error codes, fallbacks, clip durations, requests in flight."""
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # Rendered in a worker thread: the event loop keeps serving while a scrape is written.
+    return Response(await run_in_threadpool(generate_latest, runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", tags=["models"], response_model=list[ModelInfo])
