@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
+from service.deps import ApiKey
 from service.errors import install_error_handlers
 from service.middleware import RequestContext
 from service.routes import ops, predict
@@ -33,7 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(predict.router)
+    # The X-API-Key scheme is in the OpenAPI document only when a key is needed: a keyless server
+    # that declared it would be seen to accept any key.
+    app.include_router(predict.router, dependencies=[ApiKey] if settings.api_key else [])
     app.include_router(ops.router)
     derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings
     app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)

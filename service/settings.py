@@ -12,7 +12,8 @@ DEFAULT_TEACHER = Path("models/teacher")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SER_", extra="forbid")
+    # hide_input_in_errors: a bad SER_API_KEY must not be echoed into a start-up log.
+    model_config = SettingsConfigDict(env_prefix="SER_", extra="forbid", hide_input_in_errors=True)
 
     # Relative paths resolve from the working directory, not from where the code is installed:
     # `ser serve` run in a checkout (or in the image's /app) finds models/ there.
@@ -33,10 +34,14 @@ class Settings(BaseSettings):
 
     @field_validator("api_key", mode="before")
     @classmethod
-    def _key_long_enough(cls, v: object) -> object:
-        if v in ("", None):
+    def _key_usable(cls, v: object) -> object:
+        """Surrounding whitespace is dropped (a key read from a file ends in a newline, which no
+        client sends); what is left must be 16+ printable ASCII characters, as an HTTP header can carry."""
+        secret = (v.get_secret_value() if isinstance(v, SecretStr) else str(v or "")).strip()
+        if not secret:
             return None   # SER_API_KEY= (empty) means no key, not an empty key
-        secret = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
         if len(secret) < 16:
             raise ValueError("SER_API_KEY must be at least 16 characters")
-        return v
+        if not (secret.isascii() and secret.isprintable()):
+            raise ValueError("SER_API_KEY must be printable ASCII (no control or non-ASCII characters)")
+        return SecretStr(secret)

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from service.audio import AudioError
-from service.deps import ApiKey, RuntimeDep
+from service.deps import RuntimeDep
 from service.errors import ApiError, error_responses
 from service.runtime import ModelChoice
 from service.schemas import BatchItem, BatchResponse, PredictResponse, to_response
 from service.upload import read_uploads
 
-router = APIRouter(dependencies=[ApiKey], tags=["predict"])
+# The app adds the API key dependency when SER_API_KEY is set (service/app.py).
+router = APIRouter(tags=["predict"])
 
 TopK = Annotated[int, Query(ge=1, le=64, description="How many labels to list in `top_k`")]
 Segments = Annotated[bool, Query(description="Add per-window results with start/end times")]
