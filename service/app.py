@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from service.deps import ApiKey
 from service.errors import install_error_handlers
 from service.middleware import RequestContext
-from service.routes import ops, predict
+from service.routes import ops, page, predict
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -38,12 +38,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # that declared it would be seen to accept any key.
     app.include_router(predict.router, dependencies=[ApiKey] if settings.api_key else [])
     app.include_router(ops.router)
+    app.include_router(page.router)
     derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings
     app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"])
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,
                        upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter,
                        routes=app.routes)
+    if settings.cors_origins:   # added last, so outermost: the early 413s and 503s carry CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
+                           expose_headers=["Retry-After", "X-Request-ID"])
     return app

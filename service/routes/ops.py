@@ -1,11 +1,9 @@
-"""Operational routes: health, readiness, metrics, loaded models, the web page."""
+"""Operational routes: health, readiness, metrics, loaded models."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
@@ -14,7 +12,6 @@ from service.errors import error_response, error_responses
 from service.schemas import Health, ModelInfo, Readiness
 
 router = APIRouter()
-STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 @router.get("/healthz", tags=["ops"], response_model=Health)
@@ -49,10 +46,3 @@ async def list_models(runtime: RuntimeDep) -> list[ModelInfo]:
     return [ModelInfo(**{k: v for k, v in m.bundle.to_json().items() if k in ModelInfo.model_fields})
             for m in runtime.models()]
 
-
-@router.get("/", include_in_schema=False)
-async def get_page():
-    page = STATIC / "index.html"
-    if not page.is_file():
-        return JSONResponse({"docs": "/docs"})
-    return FileResponse(page, media_type="text/html")

@@ -53,8 +53,11 @@ def page(browser, base_url):
     pg = context.new_page()
     problems, foreign = [], []
     pg.on("pageerror", lambda e: problems.append(str(e)))
+    # The page runs under its Content-Security-Policy: anything it blocks is a bug of the page.
+    pg.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
     pg.on("request", lambda r: None if r.url.startswith((base_url, "blob:", "data:")) else foreign.append(r.url))
-    pg.goto(f"{base_url}/")
+    served = pg.goto(f"{base_url}/")
+    assert "script-src 'self';" in served.headers["content-security-policy"]   # the policy is in force
     yield pg
     context.close()
     assert not problems, f"JavaScript errors on the page: {problems}"
@@ -126,6 +129,7 @@ def check_result_shown(page, expected: dict) -> None:
 
 def test_upload_shows_the_api_answer_and_errors(page, base_url, clip, tmp_path):
     sync_api.expect(page).to_have_title("Speech emotion recognition")
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"   # the style sheet applies
     assert page.locator('a[href="docs"]').first.is_visible()
     sync_api.expect(page.locator("#status")).to_have_attribute("aria-live", "polite")
 
@@ -164,6 +168,11 @@ def test_upload_shows_the_api_answer_and_errors(page, base_url, clip, tmp_path):
 
 def test_microphone_recording_is_sent_as_wav(page):
     """Chromium's fake microphone: MediaRecorder -> decoded and re-encoded as 16-bit WAV in JS -> /predict."""
+    page.evaluate("""() => {   // keep each Blob the page plays, to read back what it sent
+        window.testBlobs = [];
+        const create = URL.createObjectURL;
+        URL.createObjectURL = (b) => { window.testBlobs.push(b); return create.call(URL, b); };
+    }""")
     page.click("#record-button")
     sync_api.expect(page.locator("#record-button")).to_have_attribute("aria-pressed", "true")
     page.wait_for_timeout(1500)
@@ -173,9 +182,10 @@ def test_microphone_recording_is_sent_as_wav(page):
     assert resp.value.status == 200, resp.value.text()
     sync_api.expect(page.locator("#result")).to_be_visible()
     assert page.locator("#clip-name").inner_text() == "recording.wav"
-    # what was sent: a mono 16-bit PCM WAV at 16 kHz, about as long as the recording
+    # what was sent: a mono 16-bit PCM WAV at 16 kHz, about as long as the recording (read from the
+    # Blob itself: the page's policy does not let even a test fetch() a blob: URL)
     header = page.evaluate("""async () => {
-        const b = new Uint8Array(await (await fetch(document.getElementById("clip-audio").src)).arrayBuffer());
+        const b = new Uint8Array(await window.testBlobs[window.testBlobs.length - 1].arrayBuffer());
         const v = new DataView(b.buffer);
         return {riff: String.fromCharCode(...b.slice(0, 4)), wave: String.fromCharCode(...b.slice(8, 16)),
                 format: v.getUint16(20, true), channels: v.getUint16(22, true), rate: v.getUint32(24, true),
