@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterator
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,17 @@ PAD_MODES = ("zero", "repeat", "none")
 
 # Bounds on what is decoded at all (see load_audio): memory and work stay bounded per request.
 MIN_SAMPLE_RATE = 4_000       # below this no speech band is left
-MAX_SAMPLE_RATE = 384_000     # the highest rate audio interfaces record at
-MAX_CHANNELS = 32
+MAX_SAMPLE_RATE = 192_000     # studio rates; speech needs 16 kHz
+MAX_CHANNELS = 8              # 7.1 surround
+# Decoding costs CPU per sample of every channel, so the duration limit alone does not bound
+# it (60 s of 192 kHz x 32 channels of Vorbis is 72 kB and 3 s of CPU). Per second of
+# SER_MAX_DURATION_S, a file may hold at most this many samples x channels: 48 kHz stereo.
+DECODE_VALUES_PER_S = 48_000 * 2
 BLOCK_VALUES = 1 << 18        # samples x channels decoded per step: 1 MB of float32
 HEADER_SLACK_S = 1.0          # MP3/OGG lengths in a header are estimates; the exact limit applies while decoding
 UNKNOWN_LENGTH = 1 << 62      # libsndfile reports SF_COUNT_MAX frames for a stream without a length
 FORMATS = "WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3"
+LIBSNDFILE_FORMATS = {"WAV", "WAVEX", "FLAC", "OGG", "MP3"}   # what libsndfile reports for them
 
 
 class AudioError(ValueError):
@@ -44,20 +50,26 @@ class AudioError(ValueError):
 
 
 def open_audio(data: bytes | str | Path) -> sf.SoundFile:
-    """Open any format libsndfile reads, reading only its header; the caller closes it.
+    """Open a WAV, FLAC, OGG or MP3 file, reading only its header; the caller closes it.
 
-    Refuses formats the front end cannot decode within bounded memory and work: sample
-    rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], more than MAX_CHANNELS channels, and
-    streams that do not declare their length. A path that is not a file raises FileNotFoundError.
+    Only those formats reach libsndfile: they are told apart by their first bytes, so the
+    parsers of the other formats libsndfile has (AIFF, AU, CAF, W64, RF64, ...) never see
+    the data. Refuses what the front end cannot decode within bounded memory and work:
+    sample rates outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], more than MAX_CHANNELS
+    channels, and streams that do not declare their length. A path that is not a file
+    raises FileNotFoundError.
     """
     if isinstance(data, bytes):
         if not data:
             raise AudioError("empty_audio", f"the uploaded file is empty; accepted formats: {FORMATS}")
         _check_wav_complete(data)
+        _check_magic(io.BytesIO(data))
         source: io.BytesIO | str = io.BytesIO(data)
     else:
         if not Path(data).is_file():   # libsndfile would only say "System error."
             raise FileNotFoundError(f"{data}: {'not a file' if Path(data).exists() else 'no such file'}")
+        with open(data, "rb") as head:
+            _check_magic(head)
         source = str(data)
     try:
         f = sf.SoundFile(source)
@@ -69,6 +81,26 @@ def open_audio(data: bytes | str | Path) -> sf.SoundFile:
         f.close()
         raise
     return f
+
+
+def _check_magic(src: BinaryIO) -> None:
+    """RIFF/WAVE, fLaC, OggS, or an MPEG audio frame (after an ID3v2 tag, if any)."""
+    head = src.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE" or head[:4] in (b"fLaC", b"OggS") or _mpeg_sync(head):
+        return
+    if head[:3] == b"ID3" and len(head) >= 10:
+        # libsndfile skips the tag and then guesses again: what follows must be MPEG too.
+        size = sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))   # syncsafe
+        src.seek(10 + size + (10 if head[5] & 0x10 else 0))   # + the footer, when flagged
+        after = src.read(4096).lstrip(b"\0")   # padding some taggers leave
+        if _mpeg_sync(after):
+            return
+    raise AudioError("unsupported_audio", f"could not decode the audio (Format not recognised.); accepted formats: {FORMATS}")
+
+
+def _mpeg_sync(b: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, a version and a layer that are not reserved."""
+    return len(b) >= 2 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0 and b[1] & 0x18 != 0x08 and b[1] & 0x06 != 0
 
 
 def _check_wav_complete(data: bytes) -> None:
@@ -98,6 +130,8 @@ def _undecodable(e: Exception) -> AudioError:
 
 
 def _check_layout(f: sf.SoundFile) -> None:
+    if f.format not in LIBSNDFILE_FORMATS:   # the magic bytes decide the parser; this holds them to it
+        raise AudioError("unsupported_audio", f"{f.format_info} is not accepted; accepted formats: {FORMATS}")
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
         raise AudioError("unsupported_audio", f"sample rate {f.samplerate} Hz; accepted: "
                                               f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
@@ -172,10 +206,7 @@ def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None)
     """
     with open_audio(data) as f:
         sr = f.samplerate
-        declared = f.frames / sr
-        if max_duration_s is not None and declared > max_duration_s + HEADER_SLACK_S:
-            raise _too_long(f"{declared:.1f} s", max_duration_s)   # from the header, before decoding
-        max_frames = None if max_duration_s is None else int(max_duration_s * sr)
+        max_frames = None if max_duration_s is None else _max_frames(f, max_duration_s)
         x, frames = _resampled(mono_blocks(f, max_frames), sr)
     if frames == 0:
         raise AudioError("empty_audio", "the file decodes to zero samples")
@@ -185,6 +216,22 @@ def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None)
     if not np.isfinite(x).all():
         raise AudioError("invalid_audio", "the audio contains NaN or infinite sample values")
     return x
+
+
+def _max_frames(f: sf.SoundFile, max_duration_s: float) -> int:
+    """The most frames of `f` that may be decoded; refuses, from the header alone, a file that
+    declares more time than `max_duration_s`, or more decoding work than that many seconds of
+    DECODE_VALUES_PER_S (with HEADER_SLACK_S for estimated lengths)."""
+    sr, channels = f.samplerate, f.channels
+    declared = f.frames / sr
+    if declared > max_duration_s + HEADER_SLACK_S:
+        raise _too_long(f"{declared:.1f} s", max_duration_s)
+    work_s = f.frames * channels / DECODE_VALUES_PER_S
+    if work_s > max_duration_s + HEADER_SLACK_S:
+        raise AudioError("audio_too_long", f"the clip lasts {declared:.1f} s at {sr} Hz with {channels} channels: as much "
+                                           f"to decode as {work_s:.0f} s of 48 kHz stereo; at most {max_duration_s:g} s "
+                                           "of that is accepted")
+    return int(min(max_duration_s * sr, max_duration_s * DECODE_VALUES_PER_S / channels))
 
 
 def _resampled(blocks: Iterator[np.ndarray], sr: int) -> tuple[np.ndarray, int]:
