@@ -262,6 +262,17 @@ def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
     return np.pad(x, (0, n - len(x))).astype(np.float32)
 
 
+def window_starts(n: int, win: int, hop: int, pad: str = "zero") -> list[int]:
+    """Start samples of the windows over `n` > `win` samples: every `hop`, plus a final
+    partial window when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
+    window (with pad "none", moved back to end with the audio)."""
+    starts = list(range(0, n - win + 1, hop))
+    tail = starts[-1] + hop   # where a final, partial window would start
+    if starts[-1] + win < n and n - tail >= MIN_LAST_WINDOW * win:
+        starts.append(n - win if pad == "none" else tail)
+    return starts
+
+
 def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE,
                   pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
     """Cut (N,) audio into windows. Returns (windows (W, win) float32, start times (W,) in s).
@@ -271,24 +282,40 @@ def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE
     window of audio. With pad "none" nothing is padded: a short clip is one window of its
     own length, and that final window is moved back to end with the audio.
     """
+    [(out, starts)] = window_batches(x, window_s, hop_s, sr=sr, pad=pad, batch=None)
+    return out, starts
+
+
+def window_batches(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE, pad: str = "zero",
+                   batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The windows of `frame_windows`, `batch` at a time (all at once for None): yields
+    (windows (<= batch, win) float32, start times in s). Only one batch of windows exists at a
+    time, so memory does not grow with the clip beyond the audio itself."""
     win, hop = round(window_s * sr), round(hop_s * sr)
     if win <= 0 or hop <= 0:
         raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
     if len(x) <= win:
         one = x.astype(np.float32) if pad == "none" else fill(x, win, pad)
-        return one[None, :], np.zeros(1)
-    starts = list(range(0, len(x) - win + 1, hop))
-    tail = starts[-1] + hop   # where a final, partial window would start
-    if starts[-1] + win < len(x) and len(x) - tail >= MIN_LAST_WINDOW * win:
-        starts.append(len(x) - win if pad == "none" else tail)
-    out = np.stack([fill(x[s:s + win], win, pad) for s in starts])
-    return out, np.asarray(starts) / sr
+        yield one[None, :], np.zeros(1)
+        return
+    starts = window_starts(len(x), win, hop, pad)
+    step = batch or len(starts)
+    for i in range(0, len(starts), step):
+        chunk = starts[i:i + step]
+        yield np.stack([fill(x[s:s + win], win, pad) for s in chunk]), np.asarray(chunk) / sr
 
 
 def windows_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool,
                 pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
     """The model input for a clip: optional silence trim, then windows.
     Returns (windows (W, win), start times (W,) in seconds from the start of the clip)."""
-    start, end = trim_bounds(x) if trim else (0, len(x))
-    windows, starts = frame_windows(x[start:end], window_s, hop_s, pad=pad)
-    return windows, starts + start / SAMPLE_RATE
+    [(windows, starts)] = batches_for(x, window_s, hop_s, trim, pad, batch=None)
+    return windows, starts
+
+
+def batches_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool, pad: str = "zero",
+                batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`windows_for`, `batch` windows at a time (see `window_batches`)."""
+    start, end = trim_bounds(x) if trim else (0, len(x))   # x[start:end] is a view, not a copy
+    for windows, starts in window_batches(x[start:end], window_s, hop_s, pad=pad, batch=batch):
+        yield windows, starts + start / SAMPLE_RATE

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from service.audio import SAMPLE_RATE, AudioError, windows_for
+from service.audio import SAMPLE_RATE, AudioError, batches_for, windows_for
 from service.bundle import Bundle, BundleError
 
-MAX_BATCH = 32   # windows per session.run; bounds peak memory for long clips
+MAX_BATCH = 32   # windows built and run at once; bounds peak memory for long clips
 PROBABILITY_DIGITS = 4   # what answers carry: float32 logits hold no more than that of meaning
 
 
@@ -73,8 +73,10 @@ class OnnxModel:
     def predict(self, audio: np.ndarray) -> Prediction:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
-        windows, starts = self.windows(audio)
-        logits = self.logits(windows).astype(np.float64)
+        parts = [(self.session.run(None, {self.input_name: w})[0], s)
+                 for w, s in batches_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad, batch=MAX_BATCH)]
+        logits = np.concatenate([lg for lg, _ in parts]).astype(np.float64)
+        starts = np.concatenate([s for _, s in parts])
         if not np.isfinite(logits).all():   # finite audio of extreme magnitude can overflow inside the graph
             raise AudioError("invalid_audio", "the model's output is not finite for this audio; "
                                               "are its samples of a sane magnitude (about -1 to 1)?")

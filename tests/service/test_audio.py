@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from service.audio import SAMPLE_RATE, AudioError, frame_windows, load_audio, trim_bounds, windows_for
+from service.audio import SAMPLE_RATE, AudioError, batches_for, frame_windows, load_audio, trim_bounds, windows_for
+from service.inference import MAX_BATCH, OnnxModel
 from tests.support.audio import encode, voice
 
 FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
@@ -122,3 +124,27 @@ def test_repeat_padding_fills_short_clips_with_the_clip_itself():
     assert w[0, 5:].tolist() == [0] * 7
     with pytest.raises(ValueError, match="pad mode"):
         frame_windows(x, 1.0, 0.5, pad="mirror")
+
+
+def test_windows_in_batches_are_the_windows_at_once():
+    x = voice(7.3)
+    whole, starts = windows_for(x, 1.0, 0.25, trim=True, pad="repeat")
+    parts = list(batches_for(x, 1.0, 0.25, trim=True, pad="repeat", batch=5))
+    assert [len(w) for w, _ in parts] == [5] * (len(whole) // 5) + ([len(whole) % 5] if len(whole) % 5 else [])
+    np.testing.assert_array_equal(np.concatenate([w for w, _ in parts]), whole)
+    np.testing.assert_array_equal(np.concatenate([s for _, s in parts]), starts)
+
+
+def test_a_long_clip_is_classified_in_memory_bounded_by_the_audio(student_bundle):
+    """Windows are built and run a batch at a time: beyond the audio itself (and one
+    audio-sized pass of the silence trim), peak memory is a few batches of windows, whatever
+    the clip's length. All windows at once would be 1199 x 64 kB = 77 MB for 10 minutes."""
+    model = OnnxModel(student_bundle)
+    batch_bytes = MAX_BATCH * round(student_bundle.window_s * SAMPLE_RATE) * 4
+    for seconds in (60, 600):
+        audio = np.resize(voice(7.0), seconds * SAMPLE_RATE)
+        tracemalloc.start()
+        model.predict(audio)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < audio.nbytes + 4 * batch_bytes, (seconds, peak / 1e6)
