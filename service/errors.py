@@ -78,8 +78,10 @@ ERRORS: dict[str, ErrorSpec] = {
                                      "the client closed the connection during the upload"),
     "internal_error": ErrorSpec(500, ("any",), "A bug; the server log has the details",
                                 "unexpected RuntimeError; see the server log"),
-    "overloaded": ErrorSpec(503, ("model",), "Too many requests waiting; retry after `Retry-After` seconds",
-                            "the service is at capacity; retry shortly",
+    "overloaded": ErrorSpec(503, ("model",), "Too many requests waiting, or the uploads in progress fill the "
+                                             "upload budget; retry after `Retry-After` seconds",
+                            "the service is at capacity (its queue, or its upload budget SER_MAX_INFLIGHT_BYTES, "
+                            "is full); retry shortly",
                             headers=(("Retry-After", "Seconds to wait before retrying; sent with `overloaded`"),)),
     "teacher_unavailable": ErrorSpec(503, ("model",), "The teacher was asked for and is not loaded",
                                      "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student"),

@@ -34,4 +34,6 @@ class Metrics:
         self.fallbacks = Counter("ser_fallbacks_total", "auto requests answered by the teacher", registry=r)
         self.errors = Counter("ser_errors_total", "Error responses by code", ["code"], registry=r)
         self.in_flight = Gauge("ser_requests_in_flight", "HTTP requests being handled", registry=r)
+        self.upload_bytes = Gauge("ser_upload_bytes_in_flight", "Request body bytes reserved (SER_MAX_INFLIGHT_BYTES)",
+                                  registry=r)
         self.model_info = Info("ser_model", "Loaded model bundles", ["role"], registry=r)

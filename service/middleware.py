@@ -13,7 +13,7 @@ from starlette.routing import Match
 
 from service.errors import ERRORS, ApiError, error_body
 from service.metrics import Metrics
-from service.runtime import Limiter
+from service.runtime import Limiter, UploadBudget
 
 access_log = logging.getLogger("ser.access")
 # The rest of an unread body cannot be skipped cheaply: close rather than keep the connection.
@@ -27,9 +27,9 @@ NOT_FOUND = "not_found"   # the route label of every path that matches no route
 
 class RequestContext:
     def __init__(self, app, metrics: Metrics, max_upload_bytes: int, upload_timeout_s: float = 30.0,
-                 limiter: Limiter | None = None, routes: list | None = None):
+                 limiter: Limiter | None = None, routes: list | None = None, uploads: UploadBudget | None = None):
         self.app, self.metrics, self.limit, self.timeout_s = app, metrics, max_upload_bytes, upload_timeout_s
-        self.limiter = limiter
+        self.limiter, self.uploads = limiter, uploads
         self.routes = routes or []   # to name the route of a request refused before routing
 
     async def __call__(self, scope, receive, send):
@@ -49,19 +49,33 @@ class RequestContext:
             await send(message)
 
         self.metrics.in_flight.inc()
+        declared = headers.get("content-length", "")
+        need, reserved = self._body_bytes(declared, headers), 0
         try:
-            declared = headers.get("content-length", "")
+            # Both refusals come before a byte of the body is read.
             if declared.isdigit() and int(declared) > self.limit:
-                # Refuse before reading a byte of the body.
                 await self._send_error(send_with_id, scope, ApiError("upload_too_large", self._too_large_message(),
                                                                      headers=CLOSE))
-            elif self._must_refuse(scope):
-                await self._refuse_unparsed(scope, self._limited(receive), send_with_id)
+            elif self.uploads is not None and not self.uploads.reserve(need):
+                await self._send_error(send_with_id, scope, self.uploads.refusal())
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                reserved = need if self.uploads is not None else 0
+                if self._must_refuse(scope):
+                    await self._refuse_unparsed(scope, self._limited(receive), send_with_id)
+                else:
+                    await self.app(scope, self._limited(receive), send_with_id)
         finally:
+            if reserved:
+                self.uploads.release(reserved)
             self.metrics.in_flight.dec()
             self._record(scope, status, time.perf_counter() - t0, rid)
+
+    def _body_bytes(self, declared: str, headers: dict[str, str]) -> int:
+        """What the body may take: its announced length; the upload limit when it is sent
+        chunked without one; nothing when there is no body."""
+        if declared.isdigit():
+            return int(declared)
+        return self.limit if "transfer-encoding" in headers else 0
 
     def _limited(self, receive):
         """Count body bytes as they arrive: a client that lies about or omits

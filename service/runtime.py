@@ -16,7 +16,7 @@ from service.bundle import BundleError, load_bundle
 from service.errors import ApiError
 from service.inference import OnnxModel, Prediction
 from service.metrics import Metrics
-from service.settings import Settings
+from service.settings import UPLOAD_LARGE_SHARE, Settings
 
 log = logging.getLogger("ser")
 ModelChoice = Literal["auto", "student", "teacher"]
@@ -63,6 +63,42 @@ class Limiter:
             self._sem.release()
 
 
+class UploadBudget:
+    """Bounds the bytes of the request bodies the service holds at once, whatever their state
+    (arriving, parsed, waiting for a slot, being decoded); beyond it, 503 before the body is read.
+
+    An upload announces its size (Content-Length) and reserves it for the whole request; a
+    chunked one, which does not, reserves SER_MAX_UPLOAD_BYTES. Uploads over LARGE bytes may
+    fill only LARGE_SHARE of the budget: large uploads that stall until their timeout cannot
+    keep clips of a usual size out.
+    """
+
+    LARGE = 1_000_000      # 30 s of 16 kHz 16-bit mono
+    LARGE_SHARE = UPLOAD_LARGE_SHARE
+
+    def __init__(self, limit: int, metrics: Metrics | None = None):
+        self.limit, self.held, self._gauge = limit, 0, metrics.upload_bytes if metrics else None
+
+    def reserve(self, n: int) -> bool:
+        cap = self.limit * self.LARGE_SHARE if n > self.LARGE else self.limit
+        if self.held + n > cap:
+            return False
+        self._set(self.held + n)
+        return True
+
+    def release(self, n: int) -> None:
+        self._set(self.held - n)
+
+    def _set(self, held: int) -> None:
+        self.held = held
+        if self._gauge is not None:
+            self._gauge.set(held)
+
+    @staticmethod
+    def refusal() -> ApiError:
+        return ApiError("overloaded", headers={"Retry-After": "1", "Connection": "close"})
+
+
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -71,6 +107,7 @@ class Runtime:
         self.teacher: OnnxModel | None = None
         self.ready = False
         self.limiter = Limiter(settings.max_concurrency, settings.max_queue)
+        self.uploads = UploadBudget(settings.max_inflight_bytes, self.metrics)
 
     def load(self) -> None:
         """Load and warm up the bundles; raises BundleError (fail fast) on a bad bundle."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STUDENT = Path("models/student-int8")   # 0.65x the float forward time, same accuracy (docs/performance.md)
 DEFAULT_TEACHER = Path("models/teacher")
+UPLOAD_LARGE_SHARE = 0.75   # of SER_MAX_INFLIGHT_BYTES that uploads over 1 MB may hold together
 
 
 class Settings(BaseSettings):
@@ -27,10 +28,20 @@ class Settings(BaseSettings):
     fallback_threshold: float = Field(0.3, ge=0.0, le=1.0)  # auto: teacher answers below this confidence
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
+    # All request bodies held at once (arriving, queued, decoding); beyond it 503. Size /tmp to it:
+    # multipart parts over 1 MB are spooled there.
+    max_inflight_bytes: int = Field(64_000_000, ge=1_000)
     max_duration_s: float = Field(60.0, gt=0.1, le=3600)
     max_batch_files: int = Field(16, ge=1, le=256)
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_upload_fits_the_budget(self) -> Settings:
+        if self.max_inflight_bytes < self.max_upload_bytes / UPLOAD_LARGE_SHARE:
+            raise ValueError(f"SER_MAX_INFLIGHT_BYTES must be at least SER_MAX_UPLOAD_BYTES / {UPLOAD_LARGE_SHARE} "
+                             "(large uploads may fill that share of it), or the largest upload can never be taken")
+        return self
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -4,8 +4,11 @@ scrape, made-up methods and paths."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures as cf
 import random
+import socket
 import string
+import threading
 import time
 
 import httpx
@@ -14,6 +17,8 @@ from prometheus_client.registry import Collector
 
 from service.app import create_app
 from service.settings import Settings
+from tests.support.audio import wav_bytes
+from tests.support.server import rss_kb, running_server
 from tests.service.test_api import client_for
 
 
@@ -80,3 +85,57 @@ def test_unusual_methods_are_counted_as_other(student_bundle, method):
         client.request(method, "/predict")
         text = client.get("/metrics").text
     assert 'method="other"' in text and method not in text
+
+
+def stalled_upload(base: str, announced: int, sent: int) -> socket.socket | None:
+    """A raw upload that announces `announced` bytes, sends `sent` and then stalls; None when
+    the server refused it (answered and closed) while it was being sent."""
+    host, port = base.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: audio/wav\r\n"
+                  f"Content-Length: {announced}\r\n\r\n".encode())
+        chunk = b"\0" * (1 << 20)
+        for i in range(0, sent, len(chunk)):
+            s.sendall(chunk[: min(len(chunk), sent - i)])
+    except OSError:   # refused: the server closed the connection
+        s.close()
+        return None
+    return s
+
+
+def test_stalled_uploads_cannot_exhaust_memory_or_starve_normal_clips(student_bundle):
+    """60 uploads that announce 9 MB and stall 1 kB short of it: without a budget they raise the
+    server's RSS by 500+ MB. With SER_MAX_INFLIGHT_BYTES (64 MB by default), at most 75 % of it
+    goes to uploads over 1 MB; the rest are refused with 503 before their body is read, normal
+    clips are still answered, and the RSS rise stays under the budget plus 32 MB."""
+    budget = 64_000_000   # the default SER_MAX_INFLIGHT_BYTES
+    with running_server(student_bundle, settings={"SER_UPLOAD_TIMEOUT_S": "60"}) as (base, proc):
+        threading.Thread(target=proc.stdout.read, daemon=True).start()   # drain the access log
+        clip = wav_bytes(1.0)
+        assert httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}).status_code == 200
+        rss0 = rss_kb(proc.pid)["VmRSS"]
+        with cf.ThreadPoolExecutor(16) as pool:
+            uploads = list(pool.map(lambda _: stalled_upload(base, 9_000_000, 9_000_000 - 1_000), range(60)))
+        try:
+            held = [s for s in uploads if s is not None]
+            answers = [httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
+                       for _ in range(10)]
+            assert [r.status_code for r in answers] == [200] * 10, answers[0].text
+            rise_mb = (rss_kb(proc.pid)["VmHWM"] - rss0) / 1024
+            print(f"{len(held)} stalled uploads held, RSS rise {rise_mb:.0f} MB")
+            assert len(held) <= budget * 0.75 // 9_000_000
+            assert rise_mb < budget / 1e6 + 32, rise_mb
+            refused = httpx.post(f"{base}/predict", content=b"\0" * 5_000_000, headers={"content-type": "audio/wav"})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "overloaded"
+        finally:
+            for s in uploads:
+                if s is not None:
+                    s.close()
+
+
+def test_the_upload_budget_must_hold_the_largest_upload():
+    with pytest.raises(ValueError, match="SER_MAX_INFLIGHT_BYTES must be at least"):
+        Settings(max_upload_bytes=50_000_000)   # 75 % of the default 64 MB budget is 48 MB
+    assert Settings(max_upload_bytes=48_000_000).max_inflight_bytes == 64_000_000
