@@ -97,6 +97,7 @@ docker history --format '  {{.Size}}\t{{.CreatedBy}}' "$IMAGE" | grep -v '^  0B'
 # -- 4: api through docker-compose.yml -------------------------------------------------------
 port=$(free_port)
 export SER_IMAGE=$IMAGE SER_PORT=$port BASE_IMAGE
+export GRAFANA_ADMIN_PASSWORD=${GRAFANA_ADMIN_PASSWORD:-ci-$RANDOM$RANDOM}   # compose requires one, even for api alone
 base=http://127.0.0.1:$port
 say "$COMPOSE -p $PROJECT up -d api (port $port)"
 t_up=$(date +%s.%N)

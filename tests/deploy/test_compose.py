@@ -43,8 +43,8 @@ def test_api_service_builds_on_a_chosen_base_and_is_limited():
     assert seconds(api["stop_grace_period"]) >= DRAIN_S + 5
     assert api["restart"] in ("always", "unless-stopped", "on-failure")
     assert "./models:/app/models:ro" in api["volumes"]
-    assert api["read_only"] is True and "/tmp" in api["tmpfs"]
-    assert api["ports"] == ["${SER_PORT:-8000}:8000"]
+    assert api["read_only"] is True and any(t.startswith("/tmp") for t in api["tmpfs"])
+    assert api["ports"] == ["127.0.0.1:${SER_PORT:-8000}:8000"]
 
 
 def test_prometheus_scrapes_the_api_service_and_loads_the_rules():
@@ -98,3 +98,27 @@ def test_promtool_accepts_the_config_and_the_rules_and_their_unit_tests():
                  ["test", "rules", "deploy/prometheus/rules/ser-alerts.test.yml"]):   # the alerts fire as meant
         r = subprocess.run(["promtool", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_defaults_are_safe_on_a_host_with_a_public_address():
+    services = COMPOSE["services"]
+    for name, svc in services.items():
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"]), name   # reachable from this host only
+        assert svc["cap_drop"] == ["ALL"] and "no-new-privileges:true" in svc["security_opt"], name
+    grafana = services["grafana"]["environment"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", grafana["GF_SECURITY_ADMIN_PASSWORD"])   # required
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}"
+    assert services["api"]["environment"]["SER_API_KEY"] == "${SER_API_KEY:-}"
+
+
+def size_bytes(text: str) -> int:
+    (n, unit), = re.findall(r"^(\d+)([kmg]|[KMG]i)?$", text)
+    return int(n) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}[unit]
+
+
+def test_the_api_tmpfs_holds_the_upload_budget():
+    api = COMPOSE["services"]["api"]
+    (tmp,) = [t for t in api["tmpfs"] if t.startswith("/tmp")]
+    size = size_bytes(dict(o.split("=") for o in tmp.split(":", 1)[1].split(","))["size"])
+    assert size >= int(api["environment"]["SER_MAX_INFLIGHT_BYTES"])
+    assert size_bytes(api["mem_limit"]) >= 8 * size   # tmpfs counts against the memory limit

@@ -33,7 +33,7 @@ def api_container() -> dict:
 
 
 def env(container: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container["env"]}
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 @pytest.mark.parametrize("version", [OLDEST, kubernetes_validate.latest_version()])
@@ -117,3 +117,26 @@ def test_pod_runs_as_the_images_non_root_user_on_a_read_only_root():
     mounts = {v["mountPath"]: v["name"] for v in api_container()["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]   # uploads spool to /tmp
+
+
+def test_the_api_key_comes_from_a_secret():
+    (key,) = [e for e in api_container()["env"] if e["name"] == "SER_API_KEY"]
+    assert set(key) == {"name", "valueFrom"} and key["valueFrom"]["secretKeyRef"]["name"] == "ser-api-key"
+
+
+def test_tmp_holds_the_upload_budget():
+    (tmp,) = manifests()["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    mi = int(re.fullmatch(r"(\d+)Mi", tmp["emptyDir"]["sizeLimit"]).group(1))
+    assert mi * 1024**2 >= int(env(api_container())["SER_MAX_INFLIGHT_BYTES"])
+
+
+def test_only_the_ingress_and_prometheus_reach_the_pods():
+    m = manifests()
+    policy, pod = m["NetworkPolicy"]["spec"], m["Deployment"]["spec"]["template"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"] and policy["egress"] == []
+    (rule,) = policy["ingress"]
+    sources = {(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]) for p in rule["from"]}
+    assert sources == {("ingress-nginx", "ingress-nginx"), ("monitoring", "prometheus")}
+    assert [p["port"] for p in rule["ports"]] == ["http"] == [p["name"] for p in api_container()["ports"]]
