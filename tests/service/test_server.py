@@ -29,5 +29,5 @@ def test_real_server_answers_a_real_clip_and_stops_on_sigterm(server):
     # one line when ready (the bundles and the address), one when draining, one when stopped
     lines = log.splitlines()
     ready = next(line for line in lines if line.startswith("ready: "))
-    assert "student tiny-student 0.1.0" in ready and "teacher tiny-teacher" in ready and ready.endswith(base)
+    assert "student tiny-student 0.1.0" in ready and "teacher tiny-teacher" in ready and f"on {base} (" in ready
     assert any(line.startswith("draining: ") for line in lines) and lines[-1] == "stopped"
