@@ -7,7 +7,6 @@ accuracy measured offline is the accuracy the service gives (docs/design.md, "Au
 from __future__ import annotations
 
 import io
-import struct
 from collections.abc import Iterator
 from typing import BinaryIO
 from pathlib import Path
@@ -15,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+from service.pcm_wav import PcmWav, pcm16_wav, wav_chunks
 
 SAMPLE_RATE = 16_000          # every model graph takes 16 kHz mono float32
 MIN_DURATION_S = 0.1          # shorter clips carry no usable prosody
@@ -49,8 +50,9 @@ class AudioError(ValueError):
         self.message = message
 
 
-def open_audio(data: bytes | str | Path) -> sf.SoundFile:
+def open_audio(data: bytes | str | Path) -> sf.SoundFile | PcmWav:
     """Open a WAV, FLAC, OGG or MP3 file, reading only its header; the caller closes it.
+    An upload of 16-bit PCM WAV is decoded by numpy (service/pcm_wav.py), the rest by libsndfile.
 
     Only those formats reach libsndfile: they are told apart by their first bytes, so the
     parsers of the other formats libsndfile has (AIFF, AU, CAF, W64, RF64, ...) never see
@@ -64,6 +66,9 @@ def open_audio(data: bytes | str | Path) -> sf.SoundFile:
             raise AudioError("empty_audio", f"the uploaded file is empty; accepted formats: {FORMATS}")
         _check_wav_complete(data)
         _check_magic(io.BytesIO(data))
+        if (pcm := pcm16_wav(data)) is not None:
+            _check_layout(pcm)
+            return pcm
         source: io.BytesIO | str = io.BytesIO(data)
     else:
         if not Path(data).is_file():   # libsndfile would only say "System error."
@@ -107,19 +112,16 @@ def _check_wav_complete(data: bytes) -> None:
     """libsndfile silently decodes a WAV cut short; reject one whose data chunk is truncated."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+    for chunk_id, offset, size in wav_chunks(data):
         if chunk_id == b"data":
             # 0 and 0xFFFFFFFF mark a streamed WAV whose size was never filled in.
-            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data):
+            if size not in (0, 0xFFFFFFFF) and offset + size > len(data):
                 raise AudioError(
                     "truncated_audio",
                     f"the WAV file is truncated: its header announces {size} bytes of audio "
-                    f"but only {len(data) - pos - 8} are present",
+                    f"but only {len(data) - offset} are present",
                 )
             return
-        pos += 8 + size + (size & 1)   # chunks are word-aligned
     raise AudioError("truncated_audio", "the WAV file has no complete data chunk")
 
 
@@ -129,7 +131,7 @@ def _undecodable(e: Exception) -> AudioError:
                                            f"accepted formats: {FORMATS}")
 
 
-def _check_layout(f: sf.SoundFile) -> None:
+def _check_layout(f: sf.SoundFile | PcmWav) -> None:
     if f.format not in LIBSNDFILE_FORMATS:   # the magic bytes decide the parser; this holds them to it
         raise AudioError("unsupported_audio", f"{f.format_info} is not accepted; accepted formats: {FORMATS}")
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
@@ -142,7 +144,7 @@ def _check_layout(f: sf.SoundFile) -> None:
                                               "while streaming?); send a file with a complete header")
 
 
-def mono_blocks(f: sf.SoundFile, max_frames: int | None = None) -> Iterator[np.ndarray]:
+def mono_blocks(f: sf.SoundFile | PcmWav, max_frames: int | None = None) -> Iterator[np.ndarray]:
     """Decode an open file block by block: yields (n,) float32 mono blocks of at most
     BLOCK_VALUES decoded values each. Raises audio_too_long as soon as more than
     `max_frames` frames have been decoded, so a length that lies stops here."""
@@ -166,6 +168,8 @@ def _too_long(lasts: str, limit_s: float) -> AudioError:
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """(N, C) or (N,) -> (N,) float32, the mean of the channels."""
+    if samples.ndim == 2 and samples.shape[1] == 1:   # the mean of one value is that value: skip the pass
+        return samples[:, 0].astype(np.float32, copy=False)
     return samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples.astype(np.float32)
 
 
@@ -218,7 +222,7 @@ def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None)
     return x
 
 
-def _max_frames(f: sf.SoundFile, max_duration_s: float) -> int:
+def _max_frames(f: sf.SoundFile | PcmWav, max_duration_s: float) -> int:
     """The most frames of `f` that may be decoded; refuses, from the header alone, a file that
     declares more time than `max_duration_s`, or more decoding work than that many seconds of
     DECODE_VALUES_PER_S (with HEADER_SLACK_S for estimated lengths)."""

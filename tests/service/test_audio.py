@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from service.audio import SAMPLE_RATE, AudioError, batches_for, frame_windows, load_audio, trim_bounds, windows_for
+from service.audio import (SAMPLE_RATE, AudioError, batches_for, frame_windows, load_audio, open_audio, trim_bounds,
+                           windows_for)
 from service.inference import MAX_BATCH, OnnxModel
+from service.pcm_wav import PcmWav
 from tests.support.audio import encode, voice
 
 FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
@@ -148,3 +150,31 @@ def test_a_long_clip_is_classified_in_memory_bounded_by_the_audio(student_bundle
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert peak < audio.nbytes + 4 * batch_bytes, (seconds, peak / 1e6)
+
+
+def with_list_chunk(wav: bytes) -> bytes:
+    """The same WAV with a LIST chunk (odd-sized, so padded) between the header and `data`."""
+    info = b"INFOISFT\x05\x00\x00\x00test\x00"
+    list_chunk = b"LIST" + struct.pack("<I", len(info)) + info + b"\x00"
+    body = wav[12:36] + list_chunk + wav[36:]
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+@pytest.mark.parametrize("sr,channels,seconds", [(16_000, 1, 3.0), (8_000, 1, 1.3), (44_100, 2, 2.0),
+                                                 (48_000, 6, 1.0), (22_050, 1, 40.0)])
+def test_16_bit_wav_uploads_decode_bit_for_bit_as_libsndfile_does(tmp_path, sr, channels, seconds):
+    wav = encode(voice(seconds, sr, channels), sr, "WAV", "PCM_16")
+    for data in (wav, with_list_chunk(wav), wav + b"\x01"):   # the last: a stray byte after the data chunk
+        with open_audio(data) as f:
+            assert isinstance(f, PcmWav)   # numpy decodes it
+        path = tmp_path / "clip.wav"
+        path.write_bytes(data)
+        np.testing.assert_array_equal(load_audio(data, max_duration_s=60), load_audio(path, max_duration_s=60))
+
+
+def test_other_wavs_still_go_to_libsndfile():
+    for subtype in ("PCM_U8", "PCM_24", "FLOAT", "ULAW"):
+        with open_audio(encode(voice(1.0), 16_000, "WAV", subtype)) as f:
+            assert not isinstance(f, PcmWav), subtype
+    with open_audio(encode(voice(1.0), 16_000, "WAVEX", "PCM_16")) as f:
+        assert not isinstance(f, PcmWav)
