@@ -263,7 +263,9 @@ def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
         return x[:n].astype(np.float32)   # a window that ends with the audio is never short
     if pad == "repeat" and len(x):
         return np.resize(x, n).astype(np.float32)
-    return np.pad(x, (0, n - len(x))).astype(np.float32)
+    out = np.zeros(n, np.float32)   # not np.pad: this runs per window, and np.pad costs ~20 us a call
+    out[:len(x)] = x
+    return out
 
 
 def window_starts(n: int, win: int, hop: int, pad: str = "zero") -> list[int]:

@@ -14,12 +14,14 @@ from service.runtime import Runtime
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when SER_API_KEY is set")
 
 
-def get_runtime(request: Request) -> Runtime:
+# async, though they never wait: FastAPI runs a plain `def` dependency in its thread pool, a
+# thread hop per request for a function of one line.
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def require_api_key(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> None:
-    expected = get_runtime(request).settings.api_key
+async def require_api_key(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> None:
+    expected = request.app.state.runtime.settings.api_key
     if expected is None:
         return
     # compare_digest: the time taken does not reveal how much of the key was right.
