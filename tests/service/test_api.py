@@ -8,16 +8,11 @@ import re
 
 import pytest
 import soundfile as sf
-from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
 from tests.support.audio import encode, voice, wav_bytes
-
-
-def client_for(student, teacher=None, **settings) -> TestClient:
-    s = Settings(student_bundle=student.path, teacher_bundle=teacher.path if teacher else None, **settings)
-    return TestClient(create_app(s))
+from tests.support.client import client_for
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.support.audio import wav_bytes
-from tests.service.test_api import client_for
+from tests.support.client import client_for
 
 ORIGIN = "https://app.example"
 

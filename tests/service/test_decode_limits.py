@@ -13,7 +13,7 @@ import soundfile as sf
 
 from service.audio import AudioError, load_audio
 from tests.support.audio import encode, silence_file, voice
-from tests.service.test_api import client_for
+from tests.support.client import client_for
 
 ADVERTISED = {"WAV", "FLAC", "OGG", "MP3"}
 # Every other format libsndfile writes here (RAW has no header; SD2 needs a resource fork).

@@ -8,7 +8,7 @@ import starlette.concurrency
 
 from service.audio import fill
 from tests.support.audio import wav_bytes
-from tests.service.test_api import client_for
+from tests.support.client import client_for
 
 
 def test_a_prediction_takes_one_trip_to_a_worker_thread(student_bundle, monkeypatch):

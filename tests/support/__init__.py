@@ -4,6 +4,7 @@
     audio      generated speech-like audio, encoded in any format; hand-made WAV headers
     bundles    tiny real ONNX bundles and tiny transformers teachers
     corpora    tiny generated corpora (real audio files) and records
+    client     the app in-process: a TestClient with the given bundles and settings
     server     `ser serve` in a subprocess, waiting until it is ready, its memory from /proc
     http       raw HTTP requests over a socket (malformed framing reaches the server unchanged)
     hostile    the generated corpus of hostile requests (`python -m tests.support.hostile`)
