@@ -130,6 +130,7 @@ def test_stalled_uploads_cannot_exhaust_memory_or_starve_normal_clips(student_bu
             refused = httpx.post(f"{base}/predict", content=b"\0" * 5_000_000, headers={"content-type": "audio/wav"})
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"]["code"] == "overloaded"
+            assert "SER_MAX_INFLIGHT_BYTES" in refused.json()["error"]["message"]   # the table's one wording
         finally:
             for s in uploads:
                 if s is not None:
