@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.audio import SAMPLE_RATE, load_audio
-from service.inference import OnnxModel, Prediction
+from service.inference import OnnxModel, Prediction, rounded
 
 ModelChoice = Literal["auto", "student", "teacher"]
 Observe = Callable[[OnnxModel, float], None]   # (model, seconds of one forward pass)
@@ -56,6 +56,20 @@ class Models:
             pred, ms2 = _timed(model, audio, observe)
             ms += ms2
         return Answer(pred, model, fell_back, len(audio) / SAMPLE_RATE, ms)
+
+
+def rounded_probabilities(labels, probs) -> dict[str, float]:
+    return {name: rounded(p) for name, p in zip(labels, probs)}
+
+
+def segments(a: Answer) -> list[dict]:
+    """Per-window results as answers report them: start and end in seconds, label, confidence
+    and every label's probability, rounded."""
+    p, labels = a.prediction, a.model.bundle.labels
+    return [{"start_s": round(float(s), 3), "end_s": round(min(float(s) + p.window_s, a.duration_s), 3),
+             "label": labels[int(w.argmax())], "confidence": rounded(w.max()),
+             "probabilities": rounded_probabilities(labels, w)}
+            for s, w in zip(p.window_starts, p.window_probs)]
 
 
 def _timed(model: OnnxModel, audio, observe: Observe | None) -> tuple[Prediction, float]:
