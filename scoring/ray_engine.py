@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import pyarrow as pa
 
@@ -32,7 +33,8 @@ def start(address: str | None, workers: int | None, quiet: bool) -> int:
     """Connect to (or start) Ray; returns the number of actors to run: --workers or the cluster's CPUs."""
     import ray
 
-    local = dict(num_cpus=workers) if address is None and workers else {}
+    starts_one = address is None and not os.environ.get("RAY_ADDRESS")   # a job's driver joins its cluster
+    local = dict(num_cpus=workers) if starts_one and workers else {}
     ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, logging_level="WARNING", **local)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
     if quiet:
