@@ -31,10 +31,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     schema = output_schema(labels, args.segments, [f for f in table.schema if f.name not in ("path", inp.SOURCE)])
     say = (lambda *a: None) if args.quiet else (lambda msg: print(f"ser score: {msg}", file=sys.stderr))
     if found.other_files:
-        say(f"{found.other_files} files in the folders are not audio by their extension "
-            f"({', '.join(inp.AUDIO_EXTENSIONS)}) and are left out")
+        say(f"left out {_files(found.other_files)} in the folders whose extension is not audio "
+            f"({' '.join(inp.AUDIO_EXTENSIONS)})")
     if found.duplicates:
-        say(f"{found.duplicates} paths were named more than once; each is scored once")
+        say(f"{_files(found.duplicates)} named more than once: each is scored once")
 
     if args.engine == "ray":
         return _score_on_ray(args, options, table, schema, say)
@@ -49,6 +49,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         finished = local.run(todo, options, schema, sink, workers=workers, row_group=args.row_group,
                              flush_s=FLUSH_S, progress=progress)
+    except KeyboardInterrupt:   # a second Ctrl-C: the rows gathered so far are written, the running ones dropped
+        finished = False
     finally:
         sink.close()
     say(f"{progress.line()}; written to {args.out}")
@@ -74,6 +76,10 @@ def _score_on_ray(args, options, table, schema, say) -> int:
                        files_per_batch=args.files_per_batch, rows_per_file=args.row_group)
     say(f"{len(todo)} files scored on Ray by {workers} actors; written to {args.out}")
     return 0
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def _options(args: argparse.Namespace):

@@ -38,7 +38,8 @@ class Progress:
                 f"{self.errors} errors, {clock(elapsed)} elapsed, {eta} left")
 
     def _show(self, end: str) -> None:
-        print(self.line().ljust(100), end=end, file=self.stream, flush=True)
+        line = self.line().ljust(100) if self.tty else self.line()   # wide enough to cover the last one
+        print(line, end=end, file=self.stream, flush=True)
 
     def finish(self) -> None:
         if not self.quiet and self.tty:

@@ -4,6 +4,7 @@ Ctrl-C, and kill -9 followed by --resume."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 import soundfile as sf
 
 from service.bundle import load_bundle
+from scoring.progress import Progress
 from service.cli import main
 from tests.helpers import RAVDESS_DIR, encode, running_server, voice
 
@@ -227,3 +229,16 @@ def wait_for(condition, proc: subprocess.Popen, timeout_s: float = 120) -> None:
         assert proc.poll() is None, "ser score ended before the test could interrupt it"
         assert time.monotonic() < deadline, "ser score wrote nothing in time"
         time.sleep(0.02)
+
+
+def test_the_progress_line_counts_rate_and_time_left():
+    stream = io.StringIO()
+    p = Progress(200, stream=stream)
+    p.start -= 10   # ten seconds in, and as long since the last line
+    p.shown -= 10
+    p.add(50, 2)
+    line = p.line()
+    assert line.startswith("50/200 files (25%), 5.0 files/s, 2 errors, 0:10 elapsed, 0:30 left"), line
+    assert stream.getvalue() == line + "\n"   # not a terminal: whole lines
+    Progress(10, quiet=True, stream=stream).add(10, 0)
+    assert stream.getvalue().count("\n") == 1
