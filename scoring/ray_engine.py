@@ -31,9 +31,11 @@ class ScoreBatch:
 
 def start(address: str | None, workers: int | None, quiet: bool) -> int:
     """Connect to (or start) Ray; returns the number of actors to run: --workers or the cluster's CPUs."""
+    starts_one = address is None and not os.environ.get("RAY_ADDRESS")   # a job's driver joins its cluster
+    if starts_one:   # a Ray of its own is a single-node one, on the loopback interface (read when ray is imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
-    starts_one = address is None and not os.environ.get("RAY_ADDRESS")   # a job's driver joins its cluster
     local = dict(num_cpus=workers) if starts_one and workers else {}
     ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, logging_level="WARNING", **local)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet

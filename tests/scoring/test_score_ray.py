@@ -1,8 +1,9 @@
-"""`ser score --engine ray` on a local Ray: the same rows as the local engine, and --resume."""
+"""`ser score --engine ray` on a local Ray and on a running cluster: the local engine's rows, and --resume."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from tests.helpers import voice
+from tests.helpers import free_port, voice
 
 pytest.importorskip("ray", reason="the [scale] extras are not installed")
 pytestmark = pytest.mark.slow   # each run starts a local Ray: ~15 s on 2 cores
 
 
-def ser_score(*args) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+def ser_score(*args, env: dict | None = None) -> None:
+    env = env or {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     subprocess.run([sys.executable, "-m", "service.cli", "score", *map(str, args), "--quiet"],
                    check=True, timeout=300, env=env)
 
@@ -51,3 +52,26 @@ def test_ray_gives_the_rows_of_the_local_engine_and_resumes(tmp_path, student_bu
     assert local.num_rows == len(names)
     codes = {Path(r["path"]).name: r["error_code"] for r in local.to_pylist() if r["error_code"]}
     assert codes == {"empty.wav": "empty_audio", "text.flac": "unsupported_audio", "missing.wav": "unreadable_file"}
+
+
+def test_ray_address_joins_a_running_cluster(tmp_path, student_bundle):
+    """A cluster started apart (`ray start --head`, here on the loopback interface only)."""
+    for i in range(6):
+        sf.write(tmp_path / f"clip{i}.wav", voice(1.5, seed=i), 16_000)
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}   # single-node, 127.0.0.1
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ser_score(tmp_path, "--out", tmp_path / "local.parquet", "--student", student_bundle.path)
+        ser_score(tmp_path, "--out", tmp_path / "ray.parquet", "--student", student_bundle.path,
+                  "--engine", "ray", "--ray-address", f"127.0.0.1:{port}", env=env)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)   # `ray start --block` stops the processes it started
+        head.wait(60)
+    local = pq.read_table(tmp_path / "local.parquet").sort_by("path")
+    assert pq.read_table(tmp_path / "ray.parquet").sort_by("path").to_pylist() == local.to_pylist()
+    assert local.num_rows == 6
