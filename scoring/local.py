@@ -84,8 +84,8 @@ def run(inputs: pa.Table, options: Options, schema: pa.Schema, sink, *, workers:
                 sink.write(pa.Table.from_pylist(buffer, schema=schema))
                 buffer, flushed = [], time.monotonic()
     except BrokenProcessPool as e:
-        raise RuntimeError("a worker process died (out of memory?); what was scored is kept: "
-                           "run again with --resume") from e
+        raise RuntimeError("a worker process died (out of memory? its error, if it had one, is above); "
+                           "what was scored is kept: run again with --resume") from e
     finally:
         if buffer:
             sink.write(pa.Table.from_pylist(buffer, schema=schema))

@@ -56,9 +56,10 @@ def output_schema(labels: tuple[str, ...], with_segments: bool, carried: list[pa
 
 
 def bundle_labels(options: Options) -> tuple[str, ...]:
-    """The label set of the bundles `options` names; student and teacher must agree on it."""
-    labels = load_bundle(options.student, verify=False).labels
-    if options.teacher is not None and load_bundle(options.teacher, verify=False).labels != labels:
+    """The label set of the bundles `options` names; student and teacher must agree on it.
+    Checks them (sha256 included) before any worker starts, so that a bad bundle is one clear error."""
+    labels = load_bundle(options.student).labels
+    if options.teacher is not None and load_bundle(options.teacher).labels != labels:
         raise ValueError(f"{options.teacher} and {options.student} have different label sets")
     return labels
 

@@ -112,7 +112,10 @@ class LineSink:
                 f.truncate(len(complete))
         text = complete.decode()
         if self.fmt == "jsonl":
-            return {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            if rows:
+                _same_columns(list(rows[0]), self.schema.names, self.path)
+            return {r["path"] for r in rows}
         rows = list(csv.reader(io.StringIO(text)))
         if rows:
             _same_columns(rows[0], self.schema.names, self.path)
