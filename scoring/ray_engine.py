@@ -37,7 +37,9 @@ def start(address: str | None, workers: int | None, quiet: bool) -> int:
     import ray
 
     local = dict(num_cpus=workers) if starts_one and workers else {}
-    ray.init(address=address, include_dashboard=False, log_to_driver=not quiet, logging_level="WARNING", **local)
+    # "local": a new Ray, even where /tmp/ray names another (or a stopped) one that ray.init() would join
+    ray.init(address="local" if starts_one else address, include_dashboard=False, log_to_driver=not quiet,
+             logging_level="WARNING", **local)
     ray.data.DataContext.get_current().enable_progress_bars = not quiet
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.ERROR)

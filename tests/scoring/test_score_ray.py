@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -61,9 +63,12 @@ def test_ray_address_joins_a_running_cluster(tmp_path, student_bundle):
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}   # single-node, 127.0.0.1
+    # Its own temporary folder (short: Ray's socket paths must fit in 107 bytes), so that the address
+    # it leaves behind is not one that a later ray.init() on this machine would try to join.
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
                              "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false"], env=env, start_new_session=True,
+                             "--include-dashboard=false", f"--temp-dir={temp}"], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         ser_score(tmp_path, "--out", tmp_path / "local.parquet", "--student", student_bundle.path)
@@ -72,6 +77,7 @@ def test_ray_address_joins_a_running_cluster(tmp_path, student_bundle):
     finally:
         os.killpg(head.pid, signal.SIGTERM)   # `ray start --block` stops the processes it started
         head.wait(60)
+        shutil.rmtree(temp, ignore_errors=True)
     local = pq.read_table(tmp_path / "local.parquet").sort_by("path")
     assert pq.read_table(tmp_path / "ray.parquet").sort_by("path").to_pylist() == local.to_pylist()
     assert local.num_rows == 6
