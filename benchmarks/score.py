@@ -5,12 +5,17 @@ local Ray), and the service's /predict at 8 connections, on the same files and m
 
 The files are RAVDESS clips from ../shared/data (48 kHz FLAC, about 3.7 s; past the corpus's
 1,200 clips, links to them under other names; generated speech-like FLACs of the same shape
-when the corpus is absent); the model is the shipped int8 student for
-all three. Each round runs the three candidates one after another, so drift in the machine's
-load hits them alike. The local engine's time includes starting its worker processes; the Ray
-engine's includes its actors, not `ray.init()` (reported apart); /predict's server is started
-and warm beforehand, and its clients send each file's bytes (read beforehand) as a raw body
-over keep-alive connections. Every answer's label is checked against the local engine's.
+when the corpus is absent); the model is the shipped int8 student for all three. Each round
+runs the three candidates one after another, so drift in the machine's load hits them alike.
+Each engine runs in a process of its own: the local engine's time includes starting its
+workers; the Ray engine's includes its actors but not `ray.init()` (reported apart). /predict's
+server is started and warm beforehand; its clients send each file's bytes (read beforehand) as
+a raw body over keep-alive connections. Every answer's label is checked against the local
+engine's.
+
+Besides files/s (wall clock), the CPU time that each file costs is measured for the local
+engine (parent and workers) and /predict (server and clients): on a machine that other jobs
+load, wall-clock rates follow the share of the CPU each candidate gets, CPU time much less.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import argparse
 import http.client
 import json
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,50 +41,80 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from load import service_cmd, start, stop  # noqa: E402  benchmarks/load.py, beside this script
 from service.settings import Settings  # noqa: E402
-from scoring import inputs, local, ray_engine, sinks  # noqa: E402
-from scoring.progress import Progress  # noqa: E402
-from scoring.rows import Options, bundle_labels, output_schema  # noqa: E402
 
 RAVDESS = ROOT / ".." / "shared" / "data" / "ravdess"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def archive(n: int, tmp: Path) -> list[str]:
     """`n` distinct paths: the corpus's clips, and links to them under other names past its size."""
     found = sorted(str(p.resolve()) for p in RAVDESS.glob("Actor_*/*.flac"))
+    (tmp / "more").mkdir()
     if found:
-        (tmp / "more").mkdir()
         for i in range(len(found), n):
             (tmp / "more" / f"{i:06d}.flac").symlink_to(found[i % len(found)])
         return (found + sorted(str(p) for p in (tmp / "more").iterdir()))[:n]
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers import voice   # the tests' speech-like signal
-    paths = []
     for i in range(n):
-        paths.append(str(tmp / f"clip{i:05d}.flac"))
-        sf.write(paths[-1], voice(3.7, sr=48_000, seed=i), 48_000)
-    return paths
+        sf.write(tmp / "more" / f"{i:06d}.flac", voice(3.7, sr=48_000, seed=i), 48_000)
+    return sorted(str(p) for p in (tmp / "more").iterdir())
 
 
-def engine(name: str, files: list[str], options: Options, tmp: Path, workers: int) -> tuple[float, dict]:
-    """Seconds to score `files` on one engine, and the label of each path."""
-    table = inputs.collect(files).table
+def cpu_s(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_engine(name: str, manifest: str, out: str, student: str, workers: int) -> dict:
+    """In a process of its own: score the manifest on one engine; its seconds and CPU seconds."""
+    from scoring import inputs, local, ray_engine, sinks
+    from scoring.progress import Progress
+    from scoring.rows import Options, bundle_labels, output_schema
+
+    options = Options(student=student, teacher=None, model="student", fallback_threshold=0.3,
+                      max_duration_s=3600, segments=False)
+    table = inputs.collect([manifest]).table
     schema = output_schema(bundle_labels(options), False, [])
-    out = tmp / f"{name}.parquet"
-    shutil.rmtree(out, ignore_errors=True)
+    result = {}
+    if name == "ray":
+        t0 = time.perf_counter()
+        ray_engine.start(None, workers, quiet=True)
+        result["start_s"] = time.perf_counter() - t0
+    cpu0 = cpu_s(resource.getrusage(resource.RUSAGE_SELF)) + cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
     t0 = time.perf_counter()
     if name == "local":
-        sink = sinks.open_sink(str(out), "parquet", schema, resume=False)
-        local.run(table, options, schema, sink, workers=workers, row_group=1000, flush_s=60,
-                  progress=Progress(len(table), quiet=True))
+        local.run(table, options, schema, sinks.open_sink(out, "parquet", schema, resume=False), workers=workers,
+                  row_group=1000, flush_s=60, progress=Progress(len(table), quiet=True))
     else:
-        ray_engine.run(table, options, schema, str(out), workers=workers, files_per_batch=16, rows_per_file=1000)
-    seconds = time.perf_counter() - t0
-    rows = pq.read_table(out).to_pylist()
-    return seconds, {r["path"]: r["label"] for r in rows}
+        ray_engine.run(table, options, schema, out, workers=workers, files_per_batch=16, rows_per_file=1000)
+    result["seconds"] = time.perf_counter() - t0
+    if name == "local":   # the workers have been waited for: their CPU time is in RUSAGE_CHILDREN
+        result["cpu_s"] = (cpu_s(resource.getrusage(resource.RUSAGE_SELF))
+                           + cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0)
+    return result
 
 
-def predict(files: list[str], port: int, connections: int) -> tuple[float, dict]:
-    """Seconds for `connections` keep-alive clients to send every file to /predict once."""
+def engine(name: str, manifest: Path, tmp: Path, student: str, workers: int) -> tuple[dict, dict]:
+    out = tmp / f"{name}.parquet"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--engine-only", name, "--manifest", str(manifest), "--out", str(out),
+           "--student", student, "--workers", str(workers)]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=1800)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    labels = {r["path"]: r["label"] for r in pq.read_table(out, columns=["path", "label"]).to_pylist()}
+    return result, labels
+
+
+def process_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS   # utime, stime of every thread
+
+
+def predict(files: list[str], port: int, connections: int, server_pid: int) -> tuple[dict, dict]:
+    """`connections` keep-alive clients send every file to /predict once: seconds, CPU seconds
+    (server and clients), and the label of each file."""
     bodies = {f: Path(f).read_bytes() for f in files}
     todo, labels, lock = iter(files), {}, threading.Lock()
 
@@ -96,12 +133,13 @@ def predict(files: list[str], port: int, connections: int) -> tuple[float, dict]
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(connections)]
-    t0 = time.perf_counter()
+    cpu0, t0 = process_cpu_s(server_pid) + time.process_time(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0, labels
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "cpu_s": process_cpu_s(server_pid) + time.process_time() - cpu0}, labels
 
 
 def main() -> None:
@@ -111,40 +149,50 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="local processes and Ray actors")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--port", type=int, default=8770)
+    ap.add_argument("--engine-only", choices=("local", "ray"), help=argparse.SUPPRESS)   # one engine, in a child
+    ap.add_argument("--manifest", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--student", default=str(ROOT / Settings().student_bundle), help="bundle for all three")
     args = ap.parse_args()
+    if args.engine_only:
+        print(json.dumps(run_engine(args.engine_only, args.manifest, args.out, args.student, args.workers)))
+        return
 
-    student = str(ROOT / Settings().student_bundle)
-    options = Options(student=student, teacher=None, model="student", fallback_threshold=0.3,
-                      max_duration_s=3600, segments=False)
     tmp = Path(tempfile.mkdtemp(prefix="score-bench-"))
-    server = start(service_cmd(args.port), args.port, env={"SER_STUDENT_BUNDLE": student})
+    server = start(service_cmd(args.port), args.port, env={"SER_STUDENT_BUNDLE": args.student})
+    http_name = f"/predict, {args.connections} connections"
+    runs: dict[str, list[dict]] = {"local engine": [], "Ray engine (local Ray)": [], http_name: []}
+    ray_start, disagree = [], 0
     try:
         files = archive(args.files, tmp)
-        t0 = time.perf_counter()
-        ray_engine.start(None, args.workers, quiet=True)
-        ray_start = time.perf_counter() - t0
-        seconds: dict[str, list[float]] = {"local engine": [], "Ray engine (local Ray)": [],
-                                           f"/predict, {args.connections} connections": []}
-        disagree = 0
+        manifest = tmp / "files.csv"
+        manifest.write_text("path\n" + "".join(f"{f}\n" for f in files))
         for r in range(args.rounds):
-            s_local, want = engine("local", files, options, tmp, args.workers)
-            s_ray, got_ray = engine("ray", files, options, tmp, args.workers)
-            s_http, got_http = predict(files, args.port, args.connections)
-            for name, s in zip(seconds, (s_local, s_ray, s_http)):
-                seconds[name].append(s)
-            disagree += sum(got_ray[f] != want[f] for f in want) + sum(got_http[f] != want[f] for f in want)
-            print(json.dumps({"round": r, **{k: round(len(want) / v[-1], 1) for k, v in seconds.items()}}), flush=True)
+            loc, want = engine("local", manifest, tmp, args.student, args.workers)
+            ray, got_ray = engine("ray", manifest, tmp, args.student, args.workers)
+            ray_start.append(ray.pop("start_s"))
+            web, got_web = predict(files, args.port, args.connections, server.pid)
+            for name, result in zip(runs, (loc, ray, web)):
+                runs[name].append(result)
+            disagree += sum(got_ray[f] != want[f] for f in want) + sum(got_web[f] != want[f] for f in want)
+            print(json.dumps({"round": r, **{k: round(len(files) / v[-1]["seconds"], 1) for k, v in runs.items()}}),
+                  flush=True)
     finally:
         stop(server)
         shutil.rmtree(tmp, ignore_errors=True)
-    n = len(files)
-    base = n / statistics.median(seconds[f"/predict, {args.connections} connections"])
-    print(f"\n{n} files, {args.workers} workers, {args.rounds} rounds (median); ray.init() {ray_start:.1f} s, "
-          f"not counted; labels that differ from the local engine's: {disagree}\n")
-    print("| candidate | files/s | vs /predict |\n|---|---|---|")
-    for name, s in seconds.items():
-        rate = n / statistics.median(s)
-        print(f"| {name} | {rate:.1f} | {rate / base:.2f}x |")
+    report(runs, len(files), args, statistics.median(ray_start), disagree, http_name)
+
+
+def report(runs: dict, n: int, args, ray_start: float, disagree: int, http_name: str) -> None:
+    rate = {k: n / statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
+    cpu_ms = {k: 1000 * statistics.median(r["cpu_s"] for r in v) / n for k, v in runs.items() if "cpu_s" in v[0]}
+    print(f"\n{n} files, {args.workers} workers, {args.rounds} rounds (medians); ray.init() {ray_start:.1f} s, "
+          f"not counted; labels that differ from the local engine's: {disagree}; load average now "
+          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores\n")
+    print("| candidate | files/s | vs /predict | CPU ms per file | vs /predict |\n|---|---|---|---|---|")
+    for name in runs:
+        cpu = (f"{cpu_ms[name]:.2f} | {cpu_ms[http_name] / cpu_ms[name]:.2f}x fewer" if name in cpu_ms else "– | –")
+        print(f"| {name} | {rate[name]:.1f} | {rate[name] / rate[http_name]:.2f}x | {cpu} |")
 
 
 if __name__ == "__main__":
