@@ -1,7 +1,7 @@
 """Files per second over one archive: `ser score` on the local engine, on the Ray engine (a
 local Ray), and the service's /predict at 8 connections, on the same files and model.
 
-    python benchmarks/score.py [--files 3000] [--rounds 3] [--workers N] [--connections 8]
+    python -m benchmarks.score [--files 3000] [--rounds 3] [--workers N] [--connections 8]
 
 The files are RAVDESS clips from ../shared/data (48 kHz FLAC, about 3.7 s; past the corpus's
 1,200 clips, links to them under other names; generated speech-like FLACs of the same shape
@@ -37,10 +37,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from benchmarks.load import service_cmd, start, stop
+from service.settings import Settings
+from tests.support.audio import voice
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from load import service_cmd, start, stop  # noqa: E402  benchmarks/load.py, beside this script
-from service.settings import Settings  # noqa: E402
 
 RAVDESS = ROOT / ".." / "shared" / "data" / "ravdess"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -54,8 +55,6 @@ def archive(n: int, tmp: Path) -> list[str]:
         for i in range(len(found), n):
             (tmp / "more" / f"{i:06d}.flac").symlink_to(found[i % len(found)])
         return (found + sorted(str(p) for p in (tmp / "more").iterdir()))[:n]
-    sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import voice   # the tests' speech-like signal
     for i in range(n):
         sf.write(tmp / "more" / f"{i:06d}.flac", voice(3.7, sr=48_000, seed=i), 48_000)
     return sorted(str(p) for p in (tmp / "more").iterdir())
@@ -97,10 +96,10 @@ def run_engine(name: str, manifest: str, out: str, student: str, workers: int) -
 def engine(name: str, manifest: Path, tmp: Path, student: str, workers: int) -> tuple[dict, dict]:
     out = tmp / f"{name}.parquet"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--engine-only", name, "--manifest", str(manifest), "--out", str(out),
+    cmd = [sys.executable, "-m", "benchmarks.score", "--engine-only", name, "--manifest", str(manifest), "--out", str(out),
            "--student", student, "--workers", str(workers)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=1800)
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     labels = {r["path"]: r["label"] for r in pq.read_table(out, columns=["path", "label"]).to_pylist()}
     return result, labels

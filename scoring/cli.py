@@ -83,18 +83,17 @@ def _files(n: int) -> str:
 
 
 def _options(args: argparse.Namespace):
-    from service.settings import Settings
     from scoring.rows import Options
+    from service.cli import settings_from
 
-    s = Settings()
-    student = args.student or s.student_bundle
-    teacher = args.teacher or s.teacher_bundle
-    if args.model == "teacher" and (teacher is None or not Path(teacher).exists()):
+    s = settings_from(args)   # the service's defaults, then SER_* variables, then the flags given
+    teacher = s.teacher_bundle
+    if args.model == "teacher" and (teacher is None or not teacher.exists()):
         raise ValueError(f"--model teacher: no teacher bundle at {teacher}; pass --teacher")
-    use_teacher = args.model != "student" and teacher is not None and Path(teacher).exists()
-    return Options(student=str(student), teacher=str(teacher) if use_teacher else None, model=args.model,
-                   fallback_threshold=s.fallback_threshold if args.fallback_threshold is None else args.fallback_threshold,
-                   max_duration_s=args.max_duration_s, segments=args.segments)
+    use_teacher = args.model != "student" and teacher is not None and teacher.exists()
+    return Options(student=str(s.student_bundle), teacher=str(teacher) if use_teacher else None, model=args.model,
+                   fallback_threshold=s.fallback_threshold, max_duration_s=args.max_duration_s,
+                   segments=args.segments)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
