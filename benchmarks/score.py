@@ -7,14 +7,15 @@ The files are RAVDESS clips from ../shared/data (48 kHz FLAC, about 3.7 s; past 
 1,200 clips, links to them under other names; generated speech-like FLACs of the same shape
 when the corpus is absent); the model is the shipped int8 student for all three. Each round
 runs the three candidates one after another, so drift in the machine's load hits them alike.
-Each engine runs in a process of its own: the local engine's time includes starting its
-workers; the Ray engine's includes its actors but not `ray.init()` (reported apart). /predict's
+The local engine runs as users run it (`ser score` on a manifest of the files: its time
+includes Python's start-up and the workers'); the Ray engine runs in a process of its own,
+timed from after `ray.init()` (reported apart), its actors' start-up included. /predict's
 server is started and warm beforehand; its clients send each file's bytes (read beforehand) as
 a raw body over keep-alive connections. Every answer's label is checked against the local
 engine's.
 
 Besides files/s (wall clock), the CPU time that each file costs is measured for the local
-engine (parent and workers) and /predict (server and clients): on a machine that other jobs
+engine (the command and its workers) and /predict (server and clients): on a machine that other jobs
 load, wall-clock rates follow the share of the CPU each candidate gets, CPU time much less.
 """
 
@@ -64,43 +65,39 @@ def cpu_s(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_engine(name: str, manifest: str, out: str, student: str, workers: int) -> dict:
-    """In a process of its own: score the manifest on one engine; its seconds and CPU seconds."""
-    from scoring import inputs, local, ray_engine, sinks
-    from scoring.progress import Progress
+def run_ray(manifest: str, out: str, student: str, workers: int) -> dict:
+    """In a process of its own: the Ray engine's seconds, apart from the seconds of ray.init()."""
+    from scoring import inputs, ray_engine
     from scoring.rows import Options, bundle_labels, output_schema
 
     options = Options(student=student, teacher=None, model="student", fallback_threshold=0.3,
                       max_duration_s=3600, segments=False)
     table = inputs.collect([manifest]).table
     schema = output_schema(bundle_labels(options), False, [])
-    result = {}
-    if name == "ray":
-        t0 = time.perf_counter()
-        ray_engine.start(None, workers, quiet=True)
-        result["start_s"] = time.perf_counter() - t0
-    cpu0 = cpu_s(resource.getrusage(resource.RUSAGE_SELF)) + cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN))
     t0 = time.perf_counter()
-    if name == "local":
-        local.run(table, options, schema, sinks.open_sink(out, "parquet", schema, resume=False), workers=workers,
-                  row_group=1000, flush_s=60, progress=Progress(len(table), quiet=True))
-    else:
-        ray_engine.run(table, options, schema, out, workers=workers, files_per_batch=16, rows_per_file=1000)
-    result["seconds"] = time.perf_counter() - t0
-    if name == "local":   # the workers have been waited for: their CPU time is in RUSAGE_CHILDREN
-        result["cpu_s"] = (cpu_s(resource.getrusage(resource.RUSAGE_SELF))
-                           + cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0)
-    return result
+    ray_engine.start(None, workers, quiet=True)
+    t1 = time.perf_counter()
+    ray_engine.run(table, options, schema, out, workers=workers, files_per_batch=16, rows_per_file=1000)
+    return {"start_s": t1 - t0, "seconds": time.perf_counter() - t1}
 
 
 def engine(name: str, manifest: Path, tmp: Path, student: str, workers: int) -> tuple[dict, dict]:
+    """The local engine as users run it (`ser score`, start-up included: wall and CPU seconds of the
+    command and its workers); the Ray engine in a child that times its pipeline without ray.init()."""
     out = tmp / f"{name}.parquet"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "benchmarks.score", "--engine-only", name, "--manifest", str(manifest), "--out", str(out),
-           "--student", student, "--workers", str(workers)]
+    if name == "local":
+        cmd = [sys.executable, "-m", "service.cli", "score", str(manifest), "--out", str(out), "--student", student,
+               "--workers", str(workers), "--quiet"]
+    else:
+        cmd = [sys.executable, "-m", "benchmarks.score", "--ray-only", "--manifest", str(manifest), "--out", str(out),
+               "--student", student, "--workers", str(workers)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    cpu0, t0 = cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)), time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = {"seconds": time.perf_counter() - t0, "cpu_s": cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0}
+    if name == "ray":   # its CPU time is Ray's processes', not the child's: not counted
+        result = json.loads(done.stdout.strip().splitlines()[-1])
     labels = {r["path"]: r["label"] for r in pq.read_table(out, columns=["path", "label"]).to_pylist()}
     return result, labels
 
@@ -148,13 +145,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="local processes and Ray actors")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--port", type=int, default=8770)
-    ap.add_argument("--engine-only", choices=("local", "ray"), help=argparse.SUPPRESS)   # one engine, in a child
+    ap.add_argument("--ray-only", action="store_true", help=argparse.SUPPRESS)   # the Ray engine, in a child
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--student", default=str(ROOT / Settings().student_bundle), help="bundle for all three")
     args = ap.parse_args()
-    if args.engine_only:
-        print(json.dumps(run_engine(args.engine_only, args.manifest, args.out, args.student, args.workers)))
+    if args.ray_only:
+        print(json.dumps(run_ray(args.manifest, args.out, args.student, args.workers)))
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="score-bench-"))
