@@ -30,7 +30,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 # Flags that set a Settings field. Precedence: Settings' defaults, then SER_* variables, then
 # the flags given (argparse default None: an absent flag leaves the variable's value).
 SETTING_FLAGS = {"student": "student_bundle", "teacher": "teacher_bundle", "bundle": "student_bundle",
-                 "threads": "intra_op_threads"}
+                 "threads": "intra_op_threads", "fallback_threshold": "fallback_threshold"}
 
 
 def settings_from(args: argparse.Namespace):

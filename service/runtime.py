@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
-from typing import Literal
 
-import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from service.audio import SAMPLE_RATE, load_audio
+from service.answer import Answer, ModelChoice, Models
 from service.bundle import BundleError, load_bundle
 from service.errors import ApiError
-from service.inference import OnnxModel, Prediction
+from service.inference import OnnxModel
 from service.metrics import Metrics
 from service.settings import UPLOAD_LARGE_SHARE, Settings
 
 log = logging.getLogger("ser")
-ModelChoice = Literal["auto", "student", "teacher"]
-
-
-@dataclass(frozen=True)
-class Answer:
-    prediction: Prediction
-    model: OnnxModel
-    fell_back: bool
-    duration_s: float
-    inference_ms: float
 
 
 class Limiter:
@@ -105,6 +91,7 @@ class Runtime:
         self.metrics = Metrics()
         self.student: OnnxModel | None = None
         self.teacher: OnnxModel | None = None
+        self._models: Models | None = None   # both, with the fallback rule, once loaded
         self.ready = False
         self.limiter = Limiter(settings.max_concurrency, settings.max_queue)
         self.uploads = UploadBudget(settings.max_inflight_bytes, self.metrics)
@@ -126,38 +113,26 @@ class Runtime:
             b = m.bundle
             self.metrics.model_info.labels(role=b.role).info(
                 {"name": b.name, "version": b.version, "sha256": b.sha256, "precision": b.precision})
+        self._models = Models(self.student, self.teacher, s.fallback_threshold)
         self.ready = True
 
     def models(self) -> list[OnnxModel]:
         return [m for m in (self.student, self.teacher) if m is not None]
 
-    def _infer(self, model: OnnxModel, audio: np.ndarray) -> tuple[Prediction, float]:
-        t0 = time.perf_counter()
-        pred = model.predict(audio)
-        seconds = time.perf_counter() - t0
+    def _observe(self, model: OnnxModel, seconds: float) -> None:
         self.metrics.inference_latency.labels(model=model.bundle.role).observe(seconds)
-        return pred, seconds * 1000
 
     def _answer(self, data: bytes, choice: ModelChoice) -> Answer:
         """Runs in a worker thread: decode, then the chosen model (and the fallback)."""
-        audio = load_audio(data, max_duration_s=self.settings.max_duration_s)
-        duration = len(audio) / SAMPLE_RATE
         if choice == "teacher":
-            model = self.require_teacher()
-        else:
-            model = self.student
-        pred, ms = self._infer(model, audio)
-        fell_back = False
-        if (choice == "auto" and self.teacher is not None
-                and pred.confidence < self.settings.fallback_threshold):
-            model, fell_back = self.teacher, True
-            pred, ms2 = self._infer(model, audio)
-            ms += ms2
-        self.metrics.audio_duration.observe(duration)
-        self.metrics.predictions.labels(model=model.bundle.role, label=pred.label).inc()
-        if fell_back:
+            self.require_teacher()
+        answer = self._models.answer(data, choice, max_duration_s=self.settings.max_duration_s,
+                                     observe=self._observe)
+        self.metrics.audio_duration.observe(answer.duration_s)
+        self.metrics.predictions.labels(model=answer.model.bundle.role, label=answer.prediction.label).inc()
+        if answer.fell_back:
             self.metrics.fallbacks.inc()
-        return Answer(pred, model, fell_back, duration, ms)
+        return answer
 
     def require_teacher(self) -> OnnxModel:
         if self.teacher is None:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.answer import segments as answer_segments
 from service.errors import ErrorBody
 from service.inference import rounded
 from service.runtime import Answer
@@ -87,12 +88,7 @@ class ModelInfo(BaseModel):
 def to_response(a: Answer, *, top_k: int, segments: bool) -> PredictResponse:
     p, b = a.prediction, a.model.bundle
     ranked = sorted(p.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-    segs = None
-    if segments:
-        segs = [Segment(start_s=round(float(s), 3), end_s=round(min(float(s) + p.window_s, a.duration_s), 3),
-                        label=b.labels[int(w.argmax())], confidence=rounded(w.max()),
-                        probabilities={n: rounded(v) for n, v in zip(b.labels, w)})
-                for s, w in zip(p.window_starts, p.window_probs)]
+    segs = [Segment(**seg) for seg in answer_segments(a)] if segments else None
     return PredictResponse(
         label=p.label, confidence=rounded(p.confidence), probabilities={n: rounded(v) for n, v in p.probabilities.items()},
         top_k=[LabelScore(label=n, probability=rounded(v)) for n, v in ranked],

@@ -31,7 +31,7 @@ def test_without_the_torch_layers_ser_still_serves():
     code = ("import sys\n"
             "class Absent:  # the import system's answer for a package that is not installed\n"
             "    def find_spec(self, name, path, target=None):\n"
-            "        if name in ('training', 'export', 'pipeline'):\n"
+            "        if name in ('training', 'export', 'pipeline', 'scoring'):\n"
             "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
             "sys.meta_path.insert(0, Absent())\n"
             "from service.cli import build_parser\n"

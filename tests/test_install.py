@@ -17,7 +17,7 @@ from tests.support.audio import wav_bytes
 from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export", "pipeline"]
+SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export", "pipeline", "scoring"]
 
 
 def run(*cmd, **kw) -> str:
