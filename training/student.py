@@ -31,7 +31,6 @@ class LiteCNNConfig:
     f_min: float = 60.0
     f_max: float = 7800.0
     log_floor: float = 1e-6        # added to filterbank energies before the log
-    frontend_norm: str = "batch"   # "batch" | "instance" (per-window, per-channel over time)
     channels: list[int] = field(default_factory=lambda: [128, 192, 256, 256])   # per block
     kernel: int = 5                # depthwise kernel (frames)
     bottleneck: int = 192
@@ -105,8 +104,7 @@ class LiteCNN(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or LiteCNNConfig()
         self.frontend = Filterbank(cfg)
-        self.norm = (nn.InstanceNorm1d(cfg.n_filters, affine=True) if cfg.frontend_norm == "instance"
-                     else nn.BatchNorm1d(cfg.n_filters))
+        self.norm = nn.BatchNorm1d(cfg.n_filters)
         widths = [cfg.n_filters, *cfg.channels]
         self.blocks = nn.Sequential(*[SeparableBlock(a, b, cfg.kernel) for a, b in zip(widths, widths[1:])])
         self.bottleneck = nn.Sequential(nn.Conv1d(widths[-1], cfg.bottleneck, 1, bias=False),
