@@ -116,8 +116,10 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
 def teacher_training(teacher_dir: Path) -> tuple[dict, str, str]:
     """(training config, backbone, card description) of a pipeline teacher folder: a frozen
     encoder's head (head.json) or a fine-tuned checkpoint (config.json beside best/)."""
-    if (teacher_dir / "head.json").is_file():
-        head = json.loads((teacher_dir / "head.json").read_text())
+    from training.frozen_teacher import HEAD_META, head_meta
+
+    if (teacher_dir / HEAD_META).is_file():
+        head = head_meta(teacher_dir)
         cfg = {k: v for k, v in head.items() if k != "history"}
         return cfg, head["backbone"], frozen_description(head["backbone"], head["layer_weights"])
     cfg = json.loads((teacher_dir / "config.json").read_text())

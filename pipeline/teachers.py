@@ -12,8 +12,6 @@ mean over the clip's windows as the teacher serves them; computed once per clip 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from tqdm import tqdm
 
 from service.audio import windows_for
 from training.records import Utterance
+from training.teacher import checkpoint_sha
 
 COMPLETE = "COMPLETE"
 
@@ -59,10 +58,10 @@ def encoder_stats(run: Path, backbone: Path, records: list[Utterance], clips: di
 def load_fold_teacher(teacher_dir: Path, kind: str) -> tuple[torch.nn.Module, dict]:
     """(torch model on raw waveform, the window it is served with) of a fold's teacher."""
     if kind == "frozen":
-        from training.frozen_teacher import WINDOW, FrozenTeacher, build_stats, load_head
+        from training.frozen_teacher import WINDOW, FrozenTeacher, build_stats, head_meta, load_head
 
-        backbone = json.loads((teacher_dir / "head.json").read_text())["backbone"]
-        return FrozenTeacher(build_stats(backbone), load_head(teacher_dir)).eval(), dict(WINDOW)
+        stats = build_stats(head_meta(teacher_dir)["backbone"])
+        return FrozenTeacher(stats, load_head(teacher_dir)).eval(), dict(WINDOW)
     from training.teacher import load_teacher, teacher_window
 
     return load_teacher(teacher_dir / "best").eval(), teacher_window(teacher_dir / "best")
@@ -71,10 +70,10 @@ def load_fold_teacher(teacher_dir: Path, kind: str) -> tuple[torch.nn.Module, di
 def soft_labels(fold: Path, teacher_dir: Path, kind: str, records: list[Utterance], clips: dict) -> np.ndarray:
     """(N, C) teacher logits per record (the mean over its served windows), cached per teacher."""
     if kind == "frozen":
-        from training.frozen_teacher import load_head
+        from training.frozen_teacher import head_meta, load_head
 
         head = load_head(teacher_dir)
-        backbone = Path(json.loads((teacher_dir / "head.json").read_text())["backbone"])
+        backbone = Path(head_meta(teacher_dir)["backbone"])
         feats = encoder_stats(fold.parent, backbone, records, clips)
         with torch.no_grad():
             return np.stack([head(torch.from_numpy(feats[r.id].astype(np.float32))).mean(dim=0).numpy()
@@ -96,9 +95,3 @@ def _cached_logits(teacher_dir: Path, records: list[Utterance], clips: dict, cac
         np.savez(path, **stored)
     return np.stack([stored[r.id] for r in records]).astype(np.float32)
 
-
-def checkpoint_sha(folder: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]

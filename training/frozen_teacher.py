@@ -15,8 +15,8 @@ The exported graph is the whole thing, raw waveform in, so the service sees one 
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,9 +29,10 @@ from tqdm import tqdm
 from service.audio import windows_for
 from service.labels import LABELS
 from training.records import Utterance
-from training.teacher import TeacherModel, _encoder_states, _normalize, build_teacher
+from training.teacher import TeacherModel, _encoder_states, _normalize, build_teacher, checkpoint_sha
 
 HEAD_FILE = "head.pt"
+HEAD_META = "head.json"
 STD_EPS = 1e-5
 PEAK_FLOOR = 1e-4      # a window of digital silence is not scaled up into noise
 # How the service cuts audio for this teacher: whole clips up to 6 s, nothing padded
@@ -117,14 +118,6 @@ class FrozenTeacher(nn.Module):
         return self.head(self.stats(wav))
 
 
-def encoder_sha(folder: Path) -> str:
-    """Checksum of a backbone folder's weights and config: the key of its feature cache."""
-    h = hashlib.sha256()
-    for f in sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("config.json")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 @torch.no_grad()
 def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.ndarray], window: dict,
                 cache: Path, save_every: int = 500) -> dict[str, np.ndarray]:
@@ -151,7 +144,7 @@ def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.nd
 
 
 def cache_dir(root: Path, backbone: Path, window: dict) -> Path:
-    return Path(root) / f"{encoder_sha(backbone)}-w{window['window_s']}-h{window['hop_s']}-{window['pad']}"
+    return Path(root) / f"{checkpoint_sha(Path(backbone))}-w{window['window_s']}-h{window['hop_s']}-{window['pad']}"
 
 
 def build_stats(backbone: str | Path) -> LayerStats:
@@ -162,7 +155,12 @@ def save_head(head: StatsHead, cfg: HeadConfig, out: Path, extra: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"config": asdict(cfg), "state_dict": head.state_dict(), "n_states": head.mean.shape[0],
                 "dim": head.mean.shape[1]}, out / HEAD_FILE)
-    (out / "head.json").write_text(json.dumps({**extra, "layer_weights": head.layer_weights()}, indent=2) + "\n")
+    (out / HEAD_META).write_text(json.dumps({**extra, "layer_weights": head.layer_weights()}, indent=2) + "\n")
+
+
+def head_meta(path: Path) -> dict:
+    """What save_head wrote beside the weights: the backbone, the layer weights, the history."""
+    return json.loads((Path(path) / HEAD_META).read_text())
 
 
 def load_head(path: Path) -> StatsHead:
@@ -180,7 +178,7 @@ def balance_weights(records: list[Utterance], balanced: bool = True) -> np.ndarr
     if not balanced:
         return np.ones(len(records))
     keys = [(r.corpus, r.label) for r in records]
-    counts = {k: keys.count(k) for k in set(keys)}
+    counts = Counter(keys)
     w = np.array([1.0 / counts[k] for k in keys])
     return w / w.mean()
 

@@ -29,6 +29,7 @@ plus ``preprocessor_config.json`` (the equivalent transformers feature extractor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -310,6 +311,14 @@ def save_teacher(model: TeacherModel, out_dir: str | Path, window: dict) -> Path
 def teacher_window(path: str | Path) -> dict:
     """The window a teacher folder written by :func:`save_teacher` is served with."""
     return json.loads((Path(path) / TEACHER_FILE).read_text())["window"]
+
+
+def checkpoint_sha(folder: Path) -> str:
+    """Checksum of a checkpoint folder's weights and JSON files: the key of what is cached from it."""
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load_teacher(path: str | Path) -> TeacherModel:

@@ -17,6 +17,7 @@ from service.bundle import load_bundle
 from tests.support.bundles import save_tiny
 from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest, write_corpus_info
+from training.frozen_teacher import head_meta
 from training.degrade import CONDITIONS
 from training.records import Utterance
 from training.splits import read_split
@@ -89,7 +90,7 @@ def test_the_cached_statistics_are_what_the_served_teacher_computes(run):
     teacher, window = load_fold_teacher(fold / "teacher", "frozen")
     clip = load_audio(rec.path)
     windows, _ = windows_for(clip, window["window_s"], window["hop_s"], True, window["pad"])
-    backbone = Path(json.loads((fold / "teacher" / "head.json").read_text())["backbone"])
+    backbone = Path(head_meta(fold / "teacher")["backbone"])
     from service.audio import trim_silence
     cached = encoder_stats(run["out"], backbone, [rec], {rec.id: trim_silence(clip)})[rec.id]
     with torch.no_grad():
