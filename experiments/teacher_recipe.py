@@ -19,7 +19,8 @@ from pathlib import Path
 
 from training.corpora import prepare_corpus
 from training.data import load_clips
-from training.evaluate import checkpoint_probs, report_from_probs
+from training.evaluate import report_from_probs
+from training.runs import checkpoint_probs
 from training.records import read_records
 from training.splits import apply_split, read_split
 from training.train_teacher import TeacherConfig, train_teacher

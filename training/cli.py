@@ -44,8 +44,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import bundle_probs, checkpoint_probs, report_from_probs, write_report
-    from training.runs import run_parts
+    from training.evaluate import bundle_probs, report_from_probs, write_report
+    from training.runs import checkpoint_probs, run_parts
 
     run = Path(args.run)
     records = run_parts(run)[args.part]

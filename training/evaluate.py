@@ -53,20 +53,6 @@ def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float,
     return (out / np.bincount(owner, minlength=len(clips))[:, None]).astype(np.float32)
 
 
-def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
-    """(N, C) probabilities of a torch checkpoint (student .pt or teacher folder) through the same
-    front end and windowing as the service."""
-    if path.suffix == ".pt":
-        from training.train_student import load_student
-        model, cfg = load_student(path)
-        w = cfg.window()
-    else:
-        from training.teacher import load_teacher, teacher_window
-        model, w = load_teacher(path), teacher_window(path)
-    return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
-                         w["trim_silence"], w["pad"])
-
-
 def report_from_probs(probs: np.ndarray, records: list[Utterance]) -> dict:
     y = np.array([LABELS.index(r.label) for r in records])
     rep = classification_report(y, probs.argmax(axis=1), LABELS)

@@ -1,5 +1,5 @@
 """A run folder (`ser train --out runs/NAME`): the hand-off between the training, export and
-evaluation commands.
+evaluation commands, and what a checkpoint answers on a run's records.
 
     records.csv   every utterance of the corpus (typed records)
     corpus.json   the corpus's name and licence, which its bundles carry
@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from service.audio import load_audio
+
 from training.corpora import prepare_corpus, write_corpus_info
 from training.records import Utterance, read_records, write_records
+from training.evaluate import predict_probs
 from training.splits import Split, apply_split, read_split, split_by_speaker, write_split
+from training.teacher import load_teacher, teacher_window
+from training.train_student import load_student
 
 
 def prepare_run(run: Path, corpus: str, data: str, *, val_speakers: int, test_speakers: int, seed: int,
@@ -38,3 +45,15 @@ def run_parts(run: Path) -> dict[str, list[Utterance]]:
         raise FileNotFoundError(f"{run}: no {' or '.join(missing)}; not a run folder (make one with "
                                 f"`ser train --out {run}`)")
     return apply_split(read_records(run / "records.csv"), read_split(run / "split.json"))
+
+
+def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
+    """(N, C) probabilities of a torch checkpoint (student .pt or teacher folder) through the same
+    front end and windowing as the service."""
+    if path.suffix == ".pt":
+        model, cfg = load_student(path)
+        w = cfg.window()
+    else:
+        model, w = load_teacher(path), teacher_window(path)
+    return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
+                         w["trim_silence"], w["pad"])
