@@ -118,16 +118,12 @@ def markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# bundle folder -> the model whose scores estimate it
-ESTIMATES = {"teacher": "teacher", "teacher-int8": "teacher-int8", "student": "student", "student-int8": "student-int8"}
-
-
 def write_final(final: Path, result: dict, summary: dict) -> dict:
     """Cards and bundle.json of the final models: the recipe's scores per corpus (they have no
     test set) and their own scores on the cross corpora."""
     for bundle in sorted((final / "bundles").iterdir()):
         meta = json.loads((bundle / "bundle.json").read_text())
-        model = ESTIMATES[bundle.name]
+        model = bundle.name   # the splits' bundle of the same name estimates it
         rows = {name: {"kind": r["kind"], "ua": r[model]["ua"], "macro_f1": r[model]["macro_f1"]}
                 for name, r in summary["corpora"].items() if model in r}
         cross = {n[len("cross-"):]: r[bundle.name]["ua"] for n, r in result["sets"].items() if n.startswith("cross-")}
