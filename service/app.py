@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from service.deps import ApiKey
 from service.errors import install_error_handlers
 from service.middleware import RequestContext
-from service.routes import ops, page, predict
+from service.routes import ops, page, predict, stream
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not runtime.ready:   # `ser serve` loads them before uvicorn starts
             runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
         yield
+        app.state.streams.close()
 
     # /docs and /redoc with their JS and CSS served from the installed package, not a CDN:
     # they work offline and in closed networks.
@@ -33,12 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          static_url="/docs-assets",
                          description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
     app.state.runtime = runtime
+    app.state.streams = stream.Streams(runtime)
     install_error_handlers(app)
     # The X-API-Key scheme is in the OpenAPI document only when a key is needed: a keyless server
     # that declared it would be seen to accept any key.
     app.include_router(predict.router, dependencies=[ApiKey] if settings.api_key else [])
     app.include_router(ops.router)
     app.include_router(page.router)
+    app.include_router(stream.router)
     derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings
     app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,

@@ -241,7 +241,7 @@ def _max_frames(f: sf.SoundFile | PcmWav, max_duration_s: float) -> int:
 def _resampled(blocks: Iterator[np.ndarray], sr: int) -> tuple[np.ndarray, int]:
     """Mono blocks at `sr` -> (16 kHz audio (N,), input frames). Streaming soxr gives the
     same samples as one-shot `resample` on the whole clip."""
-    stream = None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    stream = resampler(sr)
     parts, frames = [], 0
     for b in blocks:
         frames += len(b)
@@ -249,6 +249,12 @@ def _resampled(blocks: Iterator[np.ndarray], sr: int) -> tuple[np.ndarray, int]:
     if stream is not None:
         parts.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), frames
+
+
+def resampler(sr: int) -> soxr.ResampleStream | None:
+    """soxr's streaming resampler from `sr` to 16 kHz mono float32 (None at 16 kHz): chunks
+    of any size in, the same samples out as one pass over the whole signal."""
+    return None if sr == SAMPLE_RATE else soxr.ResampleStream(sr, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
 
 
 def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
@@ -269,9 +275,12 @@ def fill(x: np.ndarray, n: int, pad: str = "zero") -> np.ndarray:
 
 
 def window_starts(n: int, win: int, hop: int, pad: str = "zero") -> list[int]:
-    """Start samples of the windows over `n` > `win` samples: every `hop`, plus a final
+    """Start samples of the windows over `n` samples: every `hop`, plus a final
     partial window when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
-    window (with pad "none", moved back to end with the audio)."""
+    window (with pad "none", moved back to end with the audio); one window at 0 when `n` <= `win`.
+    A live stream emits the whole windows as they fill and asks this for the rest at its end."""
+    if n <= win:
+        return [0]
     starts = list(range(0, n - win + 1, hop))
     tail = starts[-1] + hop   # where a final, partial window would start
     if starts[-1] + win < n and n - tail >= MIN_LAST_WINDOW * win:

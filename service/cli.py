@@ -1,6 +1,6 @@
 """`ser`: one command line for serving, predicting, training, exporting and evaluating.
 
-Each layer registers its own subcommands. This module adds `serve` and `predict`, which need
+Each layer registers its own subcommands. This module adds `serve`, `predict` and `stream`, which need
 only the serving extras; the `training` and `export` packages add theirs through the
 `ser.commands` entry points declared in pyproject.toml, so this torch-free layer never imports
 them. A subcommand that needs an extra says which (`needs_extra`) and gets a one-line message
@@ -66,6 +66,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from service.stream_client import run
+
+    return run(args)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """The serving layer's subcommands."""
     p = sub.add_parser("serve", help="run the HTTP service (settings also from SER_* variables)",
@@ -83,6 +89,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: SER_INTRA_OP_THREADS, as for serve)")
     p.set_defaults(func=cmd_predict, needs_extra="serve")
+
+    p = sub.add_parser("stream", help="stream a file (or the microphone) to a server's /stream; one line per event",
+                       formatter_class=HelpFormatter)
+    p.add_argument("file", nargs="?", type=Path, metavar="FILE", help="audio file: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3")
+    p.add_argument("--mic", action="store_true", help="stream the default microphone instead (needs the 'mic' extra)")
+    p.add_argument("--seconds", type=float, help="with --mic: stop after this long (default: at Ctrl-C)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server")
+    p.add_argument("--model", choices=["student", "teacher", "auto"], default="student",
+                   help="auto: the teacher answers the windows the student is unsure of")
+    p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
+    p.add_argument("--top-k", type=int, default=3, help="labels listed per event (with --json)")
+    p.add_argument("--speed", type=float, default=1.0, help="FILE at this many times real time; 0: as fast as possible")
+    p.add_argument("--api-key", help="the server's key (default: SER_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print each event as the server sends it, one JSON line")
+    p.set_defaults(func=cmd_stream, needs_extra="serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
 
 from service.errors import ApiError
 from service.runtime import Runtime
@@ -20,12 +21,14 @@ async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
+def key_matches(key: str | None, expected: SecretStr) -> bool:
+    # compare_digest: the time taken does not reveal how much of the key was right.
+    return key is not None and hmac.compare_digest(key.encode(), expected.get_secret_value().encode())
+
+
 async def require_api_key(request: Request, key: Annotated[str | None, Depends(_key_header)]) -> None:
     expected = request.app.state.runtime.settings.api_key
-    if expected is None:
-        return
-    # compare_digest: the time taken does not reveal how much of the key was right.
-    if key is None or not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
+    if expected is not None and not key_matches(key, expected):
         raise ApiError("unauthorized")
 
 

@@ -36,6 +36,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def non_finite_output() -> AudioError:
+    return AudioError("invalid_audio", "the model's output is not finite for this audio; "
+                                       "are its samples of a sane magnitude (about -1 to 1)?")
+
+
 class OnnxModel:
     """One onnxruntime session for one bundle, with explicit thread counts.
 
@@ -70,17 +75,24 @@ class OnnxModel:
         b = self.bundle
         return windows_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad)
 
+    def window_probs(self, windows: np.ndarray) -> np.ndarray:
+        """(W, S) input windows -> (W, C) calibrated probabilities; a row is NaN where the
+        model's output is not finite (finite audio of extreme magnitude can overflow inside the graph)."""
+        logits = self.logits(windows).astype(np.float64)
+        bad = ~np.isfinite(logits).all(axis=1)
+        probs = softmax(np.where(bad[:, None], 0.0, logits), self.bundle.temperature)
+        probs[bad] = np.nan
+        return probs
+
     def predict(self, audio: np.ndarray) -> Prediction:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
-        parts = [(self.session.run(None, {self.input_name: w})[0], s)
+        parts = [(self.window_probs(w), s)
                  for w, s in batches_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad, batch=MAX_BATCH)]
-        logits = np.concatenate([lg for lg, _ in parts]).astype(np.float64)
+        probs = np.concatenate([p for p, _ in parts])
         starts = np.concatenate([s for _, s in parts])
-        if not np.isfinite(logits).all():   # finite audio of extreme magnitude can overflow inside the graph
-            raise AudioError("invalid_audio", "the model's output is not finite for this audio; "
-                                              "are its samples of a sane magnitude (about -1 to 1)?")
-        probs = softmax(logits, b.temperature)
+        if np.isnan(probs).any():
+            raise non_finite_output()
         mean = probs.mean(axis=0)
         best = int(mean.argmax())
         return Prediction(

@@ -37,3 +37,11 @@ class Metrics:
         self.upload_bytes = Gauge("ser_upload_bytes_in_flight", "Request body bytes reserved (SER_MAX_INFLIGHT_BYTES)",
                                   registry=r)
         self.model_info = Info("ser_model", "Loaded model bundles", ["role"], registry=r)
+        self.streams_open = Gauge("ser_streams_open", "Open /stream WebSocket streams", registry=r)
+        self.stream_windows = Counter("ser_stream_windows_total", "Window events sent on /stream, by answering model",
+                                      ["model"], registry=r)
+        self.stream_event_lag = Histogram(
+            "ser_stream_event_lag_seconds", "From the arrival of a window's last sample to sending its event",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.stream_closes = Counter("ser_stream_closes_total", "Closed /stream streams, by WebSocket close code",
+                                     ["code"], registry=r)

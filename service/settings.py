@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     max_inflight_bytes: int = Field(64_000_000, ge=1_000)
     max_duration_s: float = Field(60.0, gt=0.1, le=3600)
     max_batch_files: int = Field(16, ge=1, le=256)
+    # /stream: open streams at once, stream time per stream, seconds without a frame, bytes per
+    # frame, events computed but not yet taken by a client that has stopped reading.
+    max_streams: int = Field(200, ge=1, le=10_000)
+    stream_max_s: float = Field(3600.0, gt=0, le=86_400)
+    stream_idle_s: float = Field(10.0, gt=0, le=3600)
+    stream_max_frame_bytes: int = Field(262_144, ge=1_024, le=16_000_000)
+    stream_send_queue: int = Field(64, ge=1, le=10_000)
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
 

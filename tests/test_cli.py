@@ -37,7 +37,7 @@ def test_without_the_torch_layers_ser_still_serves():
             "from service.cli import build_parser\n"
             "print(' '.join(build_parser()._subparsers._group_actions[0].choices))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout
-    assert out.split() == ["serve", "predict"]
+    assert out.split() == ["serve", "predict", "stream"]
 
 
 def test_serving_commands_do_not_import_torch():

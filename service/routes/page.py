@@ -17,7 +17,8 @@ from service.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent.parent / "static"
-ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}   # what /static/ serves, nothing else
+ASSETS = {"page.js": "text/javascript", "page.css": "text/css",   # what /static/ serves, nothing else
+          "live.js": "text/javascript", "live.css": "text/css", "pcm-worklet.js": "text/javascript"}
 
 CSP = {
     "default-src": "'self'",

@@ -270,7 +270,7 @@
     }
     return new Blob([view.buffer], { type: "audio/wav" });
   }
-  window.SER = { encodeWav, toWav };    // for tests and the curious
+  window.SER = { encodeWav, toWav, colorOf };    // for static/live.js, tests and the curious
 
   // ---------- microphone ----------
   let recorder = null, chunks = [], timer = null, started = 0;

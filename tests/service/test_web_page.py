@@ -1,7 +1,5 @@
 """The web page at /, in a real headless Chromium (Playwright) against the real server.
-
-Needs the `playwright` Python package and the Debian `chromium` at /usr/bin/chromium
-(scripts/install-test-deps.sh installs it; Playwright's own browser download is not used).
+(tests/support/browser.py says what it needs).
 """
 
 from __future__ import annotations
@@ -14,20 +12,11 @@ import pytest
 
 from service.labels import LABELS
 from tests.support.audio import wav_bytes
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, playwright_or_skip
 from tests.support.data import RAVDESS_CLIP
 from tests.support.server import running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-sync_api = pytest.importorskip("playwright.sync_api", exc_type=ImportError,
-                               reason="playwright is not installed or does not import (pip install playwright)")
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}; run scripts/install-test-deps.sh", allow_module_level=True)
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync",
-                 # a fake microphone (a beep) that needs no permission prompt, for the recording test
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-TIMEOUT_MS = 15_000
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture(scope="module")
