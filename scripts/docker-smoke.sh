@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke-test the serving image end to end: build it, run it with one CPU, wait for /readyz,
-# POST a real clip, check the answer has a label, wait for Docker's HEALTHCHECK to say
+# POST a real clip, check the answer has a label, stream it to /stream, wait for Docker's HEALTHCHECK to say
 # healthy, stop it with SIGTERM (docker stop) and report the image size.
 #
 #   scripts/docker-smoke.sh                         # on ser-base:bookworm (built by docker-base.sh if missing)
@@ -80,6 +80,17 @@ label=$(printf '%s' "$body" | python3 -c 'import json, sys; d = json.load(sys.st
 echo "label: $label"
 # grep without -q reads to the end: -q would close the pipe early and fail curl (pipefail).
 curl -fsS "$base/metrics" | grep '^ser_predictions_total{' >/dev/null || fail "/metrics has no ser_predictions_total"
+
+say "WebSocket /stream (ser stream in the container)"
+in_ctr=/tmp/stream-clip.wav
+if [ -f "$CLIP" ]; then in_ctr=/tmp/$(basename "$CLIP"); docker cp "$CLIP" "$NAME:$in_ctr" >/dev/null; else
+    docker exec "$NAME" python -c 'import numpy as np, soundfile as sf
+sf.write("/tmp/stream-clip.wav", 0.3 * np.sin(2 * np.pi * 220 * np.arange(64000) / 16000), 16000)'
+fi
+last=$(docker exec "$NAME" ser stream "$in_ctr" --speed 0 --json --url "$base" | tail -1)
+printf '%s' "$last" | python3 -c 'import json, sys; d = json.load(sys.stdin); sys.exit(d["type"] != "summary" or d["windows"] < 1)' \
+    || fail "no summary with windows from /stream: $last"
+echo "$last"
 
 say "waiting for the HEALTHCHECK"
 t_health=$(date +%s.%N)
