@@ -290,6 +290,11 @@ def main() -> None:
     sub.choices["grid"].add_argument("--threads", type=int, nargs="+", default=[1, 2])
     sub.choices["grid"].add_argument("--connections", type=int, default=8)
     sub.choices["grid"].add_argument("--seconds", type=float, default=5)
+    run_mode(ap)
+
+
+def run_mode(ap: argparse.ArgumentParser) -> None:
+    """Runs the mode the command line chose (its `fn`) and writes its result to --out, if given."""
     args = ap.parse_args()
     result = args.fn(args)
     if args.out:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load import load, multipart_request, service_cmd, start, stop, three_second_wav
+from benchmarks.load import load, multipart_request, run_mode, service_cmd, start, stop, three_second_wav
 from service.audio import SAMPLE_RATE, load_audio, window_starts
 from tests.support.data import RAVDESS_CLIP as CLIP
 
@@ -204,10 +204,7 @@ def main() -> None:
     sub.choices["held"].add_argument("--hop", type=float, default=0.5)
     sub.choices["share"].add_argument("--rounds", type=int, default=3)
     sub.choices["share"].add_argument("--connections", type=int, default=4)
-    args = ap.parse_args()
-    result = args.fn(args)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    run_mode(ap)
 
 
 if __name__ == "__main__":
