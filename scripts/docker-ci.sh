@@ -151,10 +151,14 @@ prom_port=$(free_port)
 prometheus --config.file="$tmp/prometheus/prometheus.yml" --storage.tsdb.path="$tmp/tsdb" \
     --web.listen-address=127.0.0.1:$prom_port --log.level=warn > "$tmp/prometheus.log" 2>&1 &
 prom_pid=$!
-# Traffic all along (every model choice and a bad upload), so rate() over the 15 s scrapes has data.
+# Traffic all along (every model choice, a bad upload and a live stream), so rate() over the
+# 15 s scrapes has data. The stream's client runs in the container, its clip on the /tmp tmpfs.
+in_ctr=/tmp/stream.${clip##*.}
+docker exec -i "$cid" sh -c "cat > $in_ctr" < "$clip" || fail "could not copy the clip into the api container"
 ( while :; do
     for model in auto student teacher; do curl -s -o /dev/null -F "file=@$clip" "$base/predict?model=$model"; done
     curl -s -o /dev/null --data-binary 'not audio' -H 'Content-Type: audio/wav' "$base/predict"
+    docker exec "$cid" ser stream "$in_ctr" --speed 0 --url http://127.0.0.1:8000 >/dev/null 2>&1
     sleep 1
   done ) &
 traffic_pid=$!
