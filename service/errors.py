@@ -132,6 +132,11 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = spec.status, code, message, headers or {}
 
 
+def validation_problems(errors: list[dict], where: tuple[str, ...] = ()) -> str:
+    """Pydantic's errors as one message: `query.top_k: Input should be ...; ...`."""
+    return "; ".join(f"{'.'.join(map(str, (*where, *err['loc'])))}: {err['msg']}" for err in errors)
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
@@ -158,8 +163,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        return await _api(request, ApiError("invalid_parameter", problems))
+        return await _api(request, ApiError("invalid_parameter", validation_problems(e.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.audio import MIN_DURATION_S, SAMPLE_RATE, fill, resampler, window_starts
+from service.errors import validation_problems
 
 ENCODINGS = {"pcm_s16le": (np.dtype("<i2"), 1 / 32768), "pcm_f32le": (np.dtype("<f4"), 1.0)}
 
@@ -35,8 +36,7 @@ class StreamParams(BaseModel):
         try:
             return cls(**query)
         except ValidationError as e:
-            problems = "; ".join(f"query.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-            raise StreamError("invalid_parameter", problems) from None
+            raise StreamError("invalid_parameter", validation_problems(e.errors(), ("query",))) from None
 
     def check_hop(self, window_s: float) -> None:
         if self.hop_s > window_s:
