@@ -1,5 +1,5 @@
 # The serving image: the FastAPI service on onnxruntime with the bundles in models/.
-# Only the `serve` extras are installed (no torch).
+# Only the `serve` extras are installed (no torch), at the versions and hashes of requirements/serve.txt.
 #
 #   docker build -t ser .                                      # on python:3.11-slim
 #   docker build --network host --build-arg BASE_IMAGE=ser-base:bookworm -t ser .
@@ -22,13 +22,15 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 COPY pyproject.toml README.md /tmp/src/
+COPY requirements/serve.txt /tmp/src/requirements/
 COPY service/ /tmp/src/service/
 RUN set -eu; \
     if [ -n "$CA_CERT" ]; then \
         printf '%s\n' "$CA_CERT" > /tmp/build-ca.crt; export PIP_CERT=/tmp/build-ca.crt; \
     fi; \
     if [ -z "${PIP_CERT:-}" ]; then unset PIP_CERT; fi; \
-    pip install /tmp/src'[serve]'; \
+    pip install --require-hashes -r /tmp/src/requirements/serve.txt; \
+    pip install --no-deps /tmp/src; \
     if pip show torch >/dev/null 2>&1; then echo "torch must not be in the serving image" >&2; exit 1; fi; \
     rm -rf /tmp/src /tmp/build-ca.crt; \
     groupadd --gid 10001 ser; \

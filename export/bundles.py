@@ -23,7 +23,10 @@ from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
 from training.student import count_parameters
 
-TOLERANCE = {"student": 1e-4, "teacher": 1e-3}   # max |delta logit| torch vs onnxruntime
+# torch vs onnxruntime, max |delta logit| / max(1, max |logit|) (export.onnx_export.check_parity).
+# Measured: ~1e-7 for LiteCNN; up to 8e-4 for a tiny random Whisper teacher here and 1.1e-3 on
+# another CPU (float32 kernels differ by build); an export bug gives ~1. The bounds leave 10x.
+TOLERANCE = {"student": 1e-4, "teacher": 1e-2}
 SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 

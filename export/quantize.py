@@ -62,6 +62,6 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
         method = {"method": "onnxruntime static QDQ, per-channel int8 weights", "calibration_windows": int(len(windows))}
     pre.unlink()
     meta = {**json.loads((src / "bundle.json").read_text()), "precision": "int8", "name": b.name}
-    meta["extra"].pop("parity_max_abs_logit_diff", None)   # measured on the float32 graph, not this one
+    meta["extra"].pop("parity_rel_logit_error", None)   # measured on the float32 graph, not this one
     meta["extra"] = {**meta.get("extra", {}), "quantization": method}
     return write_bundle(out, meta, (src / CARD_FILE).read_text())

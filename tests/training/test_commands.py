@@ -32,7 +32,7 @@ def test_train_export_evaluate_predict(corpus, tmp_path, capsys):
     assert b.name == "litecnn-manifest" and b.training["data"] == "manifest"
     assert b.license["data"].startswith("CC0 1.0 (LICENSE of the corpus)") and "CC0 1.0" in b.license["weights"]
     assert "RAVDESS" not in (bundle_dir / "MODEL_CARD.md").read_text()
-    assert b.extra["parity_max_abs_logit_diff"] <= 1e-4 and "calibration" in b.extra
+    assert b.extra["parity_rel_logit_error"] <= 1e-4 and "calibration" in b.extra
     assert "Metrics on the test speakers" in (bundle_dir / "MODEL_CARD.md").read_text()
     assert main(["evaluate", "--bundle", str(bundle_dir), "--run", str(run)]) == 0
     report = run / "eval" / "bundle"
