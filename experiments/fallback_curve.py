@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.fallback import asks_teacher, auto_probs
 from service.labels import LABELS
 from training.evaluate import bundle_probs
 from training.metrics import classification_report
@@ -35,8 +36,8 @@ def main() -> None:
     student, teacher = bundle_probs(args.student, test), bundle_probs(args.teacher, test)
     print("| threshold | share sent to the teacher | UA |\n|---|---|---|")
     for t in args.thresholds:
-        to_teacher = student.max(axis=1) < t
-        pred = np.where(to_teacher, teacher.argmax(1), student.argmax(1))
+        to_teacher = asks_teacher(student, t)
+        pred = auto_probs(student, teacher, t).argmax(1)
         print(f"| {t:g} | {to_teacher.mean():.0%} | {classification_report(y, pred, LABELS)['ua']:.3f} |")
 
 

@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
     p.add_argument("--teacher", type=Path, help="teacher bundle folder (default: SER_TEACHER_BUNDLE or models/teacher)")
     p.add_argument("--fallback-threshold", type=float,
-                   help="auto asks the teacher below this student confidence (default: SER_FALLBACK_THRESHOLD or 0.3)")
+                   help="auto asks the teacher below this student confidence (default: SER_FALLBACK_THRESHOLD, else the shipped value)")
     p.add_argument("--segments", action="store_true", help="add per-window results as a list column")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine; ray: a Ray Data pipeline (extra [scale])")

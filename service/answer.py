@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from service.audio import SAMPLE_RATE, load_audio
+from service.fallback import asks_teacher
 from service.inference import OnnxModel, Prediction, rounded
 
 ModelChoice = Literal["auto", "student", "teacher"]
@@ -31,7 +34,7 @@ class Answer:
 @dataclass(frozen=True)
 class Models:
     """The loaded bundles and the rule between them. `auto`: the student answers, and the
-    teacher (when there is one) when the student's calibrated confidence is below `fallback_threshold`."""
+    teacher (when there is one) where service.fallback says the student is unsure."""
 
     student: OnnxModel
     teacher: OnnxModel | None
@@ -50,7 +53,8 @@ class Models:
         audio = load_audio(data, max_duration_s=max_duration_s)
         model = self.first(choice)
         pred, ms = _timed(model, audio, observe)
-        fell_back = choice == "auto" and self.teacher is not None and pred.confidence < self.fallback_threshold
+        fell_back = (choice == "auto" and self.teacher is not None
+                     and bool(asks_teacher(np.fromiter(pred.probabilities.values(), float), self.fallback_threshold)))
         if fell_back:
             model = self.teacher
             pred, ms2 = _timed(model, audio, observe)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.fallback import DEFAULT_THRESHOLD
+
 DEFAULT_STUDENT = Path("models/student-int8")   # 0.65x the float forward time, same accuracy (docs/performance.md)
 DEFAULT_TEACHER = Path("models/teacher")
 UPLOAD_LARGE_SHARE = 0.75   # of SER_MAX_INFLIGHT_BYTES that uploads over 1 MB may hold together
@@ -25,9 +27,8 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(1, ge=1, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
-    # auto: the teacher answers below this student confidence. 0.2: on TESS OAF (never trained on) the
-    # shipped teacher is below the student, and any higher threshold took auto below the student there
-    fallback_threshold: float = Field(0.2, ge=0.0, le=1.0)
+    # auto: the teacher answers below this student confidence (service.fallback: the rule and why this default)
+    fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
     # All request bodies held at once (arriving, queued, decoding); beyond it 503. Size /tmp to it:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from service.audio import load_audio
 from service.bundle import load_bundle
+from service.fallback import asks_teacher, auto_probs
 from service.inference import OnnxModel
 from service.labels import LABELS
 from service.settings import Settings
@@ -31,14 +32,7 @@ from training.evaluate import report_from_probs
 from training.records import Utterance
 
 REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
-AUTO_THRESHOLD = Settings.model_fields["fallback_threshold"].default   # as the service decides
-
-
-def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float = AUTO_THRESHOLD) -> np.ndarray:
-    """What `model=auto` answers: the student's probabilities, or the teacher's for the clips
-    where the student's top probability is below `threshold`."""
-    ask = student.max(axis=1) < threshold
-    return np.where(ask[:, None], teacher, student)
+AUTO_THRESHOLD = Settings().fallback_threshold   # as the service decides (SER_FALLBACK_THRESHOLD or the default)
 
 
 def set_probs(bundles: dict[str, Path], eval_root: Path, name: str, records: list[Utterance],
@@ -70,9 +64,9 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
         probs = set_probs(bundles, eval_root, set_name, records, condition)
         out[set_name] = {b: _report(p, records) for b, p in probs.items()}
         if {"student", "teacher"} <= set(probs):
-            auto = auto_probs(probs["student"], probs["teacher"])
+            auto = auto_probs(probs["student"], probs["teacher"], AUTO_THRESHOLD)
             out[set_name]["auto"] = {**_report(auto, records),
-                                     "teacher_share": float((probs["student"].max(1) < AUTO_THRESHOLD).mean())}
+                                     "teacher_share": float(asks_teacher(probs["student"], AUTO_THRESHOLD).mean())}
         for b, rep in out[set_name].items():
             (eval_root / b / "sets").mkdir(parents=True, exist_ok=True)
             (eval_root / b / "sets" / f"{set_name}.json").write_text(json.dumps(rep, indent=2))

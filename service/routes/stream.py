@@ -27,6 +27,7 @@ from starlette.websockets import WebSocketDisconnect
 from service.batching import WindowBatcher
 from service.deps import key_matches
 from service.audio import SAMPLE_RATE
+from service.fallback import asks_teacher
 from service.inference import OnnxModel, non_finite_output, rounded
 from service.runtime import Runtime
 from service.streaming import CLOSE_CODES, StreamError, StreamParams, Window, Windower, decode_pcm, fit
@@ -253,7 +254,7 @@ class Session:
     async def _collect(self) -> None:
         while (p := await self.in_flight.get()) is not None:
             probs, model = await p.probs, self.model
-            fell_back = bool(self.fallback and probs.max() < self.settings.fallback_threshold)
+            fell_back = bool(self.fallback and asks_teacher(probs, self.settings.fallback_threshold))
             if fell_back:   # model=auto: /predict's rule, per window
                 model, b = self.fallback, self.fallback.bundle
                 probs = await self.fallback_batcher.probs(fit(p.window.samples, round(b.window_s * SAMPLE_RATE), b.pad))

@@ -6,7 +6,8 @@ import numpy as np
 
 from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest
-from training.robustness import auto_probs, evaluate_sets, robustness_sets
+from service.fallback import auto_probs
+from training.robustness import evaluate_sets, robustness_sets
 
 
 def test_auto_asks_the_teacher_only_below_the_threshold():
