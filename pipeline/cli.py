@@ -29,6 +29,11 @@ def pipeline_config(args: argparse.Namespace):
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from pipeline.run import run_pipeline_command
 
+    if args.dry_run:
+        from pipeline.plan import plan_pipeline
+
+        print(plan_pipeline(pipeline_config(args), args.out, final=args.final))
+        return 0
     summary = run_pipeline_command(pipeline_config(args), args.out, final=args.final)
     print((Path(args.out) / "report.md").read_text())
     where = "final/bundles (trained on every speaker)" if args.final else "<split>/bundles"
@@ -54,4 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-speakers", type=int, help="validation speakers per corpus and split (default: 10 %%)")
     p.add_argument("--final", action="store_true",
                    help="after the splits, train the models to ship on every speaker (in OUT/final/bundles)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved configuration, the corpora found and the plan (splits, stages, "
+                        "what is already done in OUT), then exit without training")
     p.set_defaults(func=cmd_pipeline, needs_extra="train")

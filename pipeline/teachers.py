@@ -31,16 +31,17 @@ def train_teacher_stage(fold: Path, parts: dict[str, list[Utterance]], clips: di
     if (out / COMPLETE).exists():
         return out
     if cfg.teacher_kind == "frozen":
-        from training.frozen_teacher import HeadConfig, save_head, train_head
+        from training.frozen_teacher import save_head, train_head
 
         feats = encoder_stats(fold.parent, backbone, [*parts["train"], *parts["val"]], clips)
-        hcfg = HeadConfig(**{"seed": cfg.seed, **cfg.teacher})
-        head, history = train_head(feats, parts["train"], parts["val"], hcfg, balanced=cfg.balanced)
-        save_head(head, hcfg, out, {"backbone": str(backbone), **history})
+        head, history = train_head(feats, parts["train"], parts["val"], cfg.teacher, balanced=cfg.balanced)
+        save_head(head, cfg.teacher, out, {"backbone": str(backbone), **history})
     else:
-        from training.train_teacher import TeacherConfig, train_teacher
+        from dataclasses import replace
 
-        tcfg = TeacherConfig.from_dict({**cfg.teacher, "backbone": str(backbone), "seed": cfg.seed})
+        from training.train_teacher import train_teacher
+
+        tcfg = replace(cfg.teacher, backbone=str(backbone))
         data = {p: ([clips[r.id] for r in recs], [r.label for r in recs]) for p, recs in parts.items()}
         # an interrupted run has last/ (weights, optimizer, epoch): continue from there
         train_teacher(tcfg, data["train"], data["val"], out, resume=(out / "last").exists())
