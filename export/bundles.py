@@ -118,10 +118,11 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
 
 def teacher_training(teacher_dir: Path) -> tuple[dict, str, str]:
     """(training config, backbone, card description) of a pipeline teacher folder: a frozen
-    encoder's head (head.json) or a fine-tuned checkpoint (config.json beside best/)."""
-    from training.frozen_teacher import HEAD_META, head_meta
+    encoder's head or a fine-tuned encoder (training.teacher_folder)."""
+    from training.frozen_teacher import head_meta
+    from training.teacher_folder import read_kind
 
-    if (teacher_dir / HEAD_META).is_file():
+    if read_kind(teacher_dir) == "frozen":
         head = head_meta(teacher_dir)
         cfg = {k: v for k, v in head.items() if k != "history"}
         return cfg, head["backbone"], frozen_description(head["backbone"], head["layer_weights"])

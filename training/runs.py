@@ -20,7 +20,7 @@ from training.corpora import prepare_corpus, write_corpus_info
 from training.records import Utterance, read_records, write_records
 from training.evaluate import predict_probs
 from training.splits import Split, apply_split, read_split, split_by_speaker, write_split
-from training.teacher import load_teacher, teacher_window
+from training.teacher_folder import load_teacher_folder
 from training.train_student import load_student
 
 
@@ -48,12 +48,12 @@ def run_parts(run: Path) -> dict[str, list[Utterance]]:
 
 
 def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
-    """(N, C) probabilities of a torch checkpoint (student .pt or teacher folder) through the same
-    front end and windowing as the service."""
-    if path.suffix == ".pt":
+    """(N, C) probabilities of a torch checkpoint (a student .pt file or a trained teacher folder)
+    through the same front end and windowing as the service."""
+    if path.is_dir():
+        model, w = load_teacher_folder(path)
+    else:
         model, cfg = load_student(path)
         w = cfg.window()
-    else:
-        model, w = load_teacher(path), teacher_window(path)
     return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
                          w["trim_silence"], w["pad"])

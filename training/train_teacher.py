@@ -48,6 +48,7 @@ from service.labels import LABELS
 from training.data import Augment, CropDataset, class_weights
 from training.metrics import classification_report
 from training.teacher import TeacherModel, build_teacher, load_teacher, save_teacher
+from training.teacher_folder import write_kind
 
 STATE_FILE = "trainer_state.pt"
 
@@ -225,6 +226,7 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        write_kind(out, "finetune")
     model.spec_augment = tuple(cfg.spec_augment) if cfg.spec_augment else None
     model.to(ddp.device)
     torch.manual_seed(cfg.seed + ddp.rank)   # dropout, LayerDrop, time masking: different on each rank

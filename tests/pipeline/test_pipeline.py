@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from pipeline.run import PipelineConfig, run_pipeline
-from pipeline.teachers import encoder_stats, load_fold_teacher
+from pipeline.teachers import encoder_stats
+from training.runs import checkpoint_probs
+from training.teacher_folder import load_teacher_folder, read_kind
 from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
 from tests.support.bundles import save_tiny
@@ -20,7 +22,7 @@ from training.corpora import prepare_manifest, write_corpus_info
 from training.frozen_teacher import head_meta
 from training.degrade import CONDITIONS
 from training.records import Utterance
-from training.splits import read_split
+from training.splits import apply_split, read_split
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +89,7 @@ def test_bundles_are_served_as_they_were_trained(run):
 
 def test_the_cached_statistics_are_what_the_served_teacher_computes(run):
     fold, rec = run["out"] / "fold0", run["records"][0]
-    teacher, window = load_fold_teacher(fold / "teacher", "frozen")
+    teacher, window = load_teacher_folder(fold / "teacher")
     clip = load_audio(rec.path)
     windows, _ = windows_for(clip, window["window_s"], window["hop_s"], True, window["pad"])
     backbone = Path(head_meta(fold / "teacher")["backbone"])
@@ -140,3 +142,12 @@ def test_a_resumed_run_retrains_and_re_exports_nothing(run):
 def test_an_unknown_teacher_kind_is_refused():
     with pytest.raises(ValueError, match="teacher_kind 'best'"):
         PipelineConfig(teacher_kind="best")
+
+
+def test_ser_evaluate_takes_the_frozen_teacher_folder(run):
+    """`ser evaluate --checkpoint` reads a teacher folder through checkpoint_probs."""
+    fold = run["out"] / "fold0"
+    assert read_kind(fold / "teacher") == "frozen"
+    test = apply_split(run["records"], read_split(fold / "split.json"))["test"][:2]
+    probs = checkpoint_probs(fold / "teacher", test)
+    assert probs.shape == (2, 6) and np.allclose(probs.sum(1), 1, atol=1e-5)
