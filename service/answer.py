@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from service.audio import SAMPLE_RATE, load_audio
+from service.audio import SAMPLE_RATE, checked_waveform, load_audio
 from service.fallback import asks_teacher
 from service.inference import OnnxModel, Prediction, rounded
 
@@ -47,10 +47,14 @@ class Models:
             raise LookupError("no teacher model is loaded")
         return self.teacher
 
-    def answer(self, data: bytes, choice: ModelChoice, *, max_duration_s: float | None,
+    def answer(self, data: bytes | np.ndarray, choice: ModelChoice, *, max_duration_s: float | None,
                observe: Observe | None = None) -> Answer:
-        """Raises AudioError (with its stable code) for audio that cannot be used."""
-        audio = load_audio(data, max_duration_s=max_duration_s)
+        """`data`: the bytes of an audio file, or a waveform of samples (N,) at 16 kHz. Raises
+        AudioError (with its stable code) for audio that cannot be used."""
+        if isinstance(data, np.ndarray):
+            audio = checked_waveform(data, max_duration_s=max_duration_s)
+        else:
+            audio = load_audio(data, max_duration_s=max_duration_s)
         model = self.first(choice)
         pred, ms = _timed(model, audio, observe)
         fell_back = (choice == "auto" and self.teacher is not None

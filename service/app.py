@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from service.deps import ApiKey
 from service.errors import install_error_handlers
 from service.middleware import RequestContext
-from service.routes import ops, page, predict, stream
+from service.routes import ops, page, predict, stream, v2
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -38,7 +38,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # The X-API-Key scheme is in the OpenAPI document only when a key is needed: a keyless server
     # that declared it would be seen to accept any key.
-    app.include_router(predict.router, dependencies=[ApiKey] if settings.api_key else [])
+    keyed = [ApiKey] if settings.api_key else []
+    app.include_router(predict.router, dependencies=keyed)
+    app.include_router(v2.router)
+    app.include_router(v2.infer_router, dependencies=keyed)
     app.include_router(ops.router)
     app.include_router(page.router)
     app.include_router(stream.router)

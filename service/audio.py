@@ -214,12 +214,28 @@ def load_audio(data: bytes | str | Path, *, max_duration_s: float | None = None)
         x, frames = _resampled(mono_blocks(f, max_frames), sr)
     if frames == 0:
         raise AudioError("empty_audio", "the file decodes to zero samples")
-    if frames / sr < MIN_DURATION_S:
-        raise AudioError("audio_too_short",
-                         f"the clip lasts {frames / sr:.3f} s; at least {MIN_DURATION_S} s is needed")
+    _check_usable(x, frames / sr)
+    return x
+
+
+def checked_waveform(x: np.ndarray, *, max_duration_s: float | None = None) -> np.ndarray:
+    """A waveform sent as samples, (N,) at 16 kHz: float32, held to the limits a decoded file
+    is held to (duration, finite values). Raises AudioError with a stable code."""
+    if x.ndim != 1 or not len(x):
+        raise AudioError("empty_audio", f"the waveform has shape {list(x.shape)}; expected samples (N,) with N > 0")
+    seconds = len(x) / SAMPLE_RATE
+    if max_duration_s is not None and seconds > max_duration_s:
+        raise _too_long(f"{seconds:.1f} s", max_duration_s)
+    x = x.astype(np.float32, copy=False)
+    _check_usable(x, seconds)
+    return x
+
+
+def _check_usable(x: np.ndarray, seconds: float) -> None:
+    if seconds < MIN_DURATION_S:
+        raise AudioError("audio_too_short", f"the clip lasts {seconds:.3f} s; at least {MIN_DURATION_S} s is needed")
     if not np.isfinite(x).all():
         raise AudioError("invalid_audio", "the audio contains NaN or infinite sample values")
-    return x
 
 
 def _max_frames(f: sf.SoundFile | PcmWav, max_duration_s: float) -> int:

@@ -1,4 +1,5 @@
-"""API errors: every failure answers `{"error": {"code", "message"}}` with a stable code.
+"""API errors: every failure answers `{"error": {"code", "message"}}` with a stable code; under
+/v2 (the Open Inference Protocol) the protocol's form, `{"error": "<code>: <message>"}`.
 
 `ERRORS` is the one table of codes. Every error takes its HTTP status from it (`ApiError(code,
 message)`, and an `AudioError` through the same handler); a fixed message is written once, as
@@ -26,6 +27,9 @@ ROUTE_KINDS = {
     "auth": "is behind SER_API_KEY",
     "model": "runs a model",
     "ready": "reports readiness",
+    "body": "reads a request body",
+    "tensor": "takes an Open Inference Protocol inference request",
+    "oip_model": "names an Open Inference Protocol model in its path",
     "any": "any path; not declared per route",
 }
 
@@ -41,6 +45,10 @@ class ErrorSpec:
 
 
 ERRORS: dict[str, ErrorSpec] = {
+    "invalid_inference_request": ErrorSpec(
+        400, ("tensor",), "An inference request's JSON, tensors or binary framing do not follow the protocol "
+                          "or the model's metadata (GET /v2/models/{name})",
+        "input 'waveform': its shape [1, 16000] holds 16000 values but 'data' has 3"),
     "invalid_request": ErrorSpec(400, ("request",), "The multipart body cannot be parsed, or holds too many files",
                                  "Too many files. Maximum number of files is 16."),
     "missing_audio": ErrorSpec(400, ("request",), "The request holds no audio",
@@ -60,19 +68,20 @@ ERRORS: dict[str, ErrorSpec] = {
     "not_found": ErrorSpec(404, ("any",), "No such path", "Not Found"),
     "method_not_allowed": ErrorSpec(405, ("any",), "The path exists, the method does not (see `Allow`)",
                                     "Method Not Allowed"),
-    "upload_timeout": ErrorSpec(408, ("request",), "The body did not arrive within SER_UPLOAD_TIMEOUT_S",
+    "upload_timeout": ErrorSpec(408, ("request", "body"), "The body did not arrive within SER_UPLOAD_TIMEOUT_S",
                                 "the upload did not complete within 30 s (SER_UPLOAD_TIMEOUT_S)"),
-    "upload_too_large": ErrorSpec(413, ("request",), "The body exceeds SER_MAX_UPLOAD_BYTES",
+    "upload_too_large": ErrorSpec(413, ("request", "body"), "The body exceeds SER_MAX_UPLOAD_BYTES",
                                   "the upload exceeds the limit of 10000000 bytes (SER_MAX_UPLOAD_BYTES)"),
     "audio_too_long": ErrorSpec(413, ("clip",), "The clip exceeds SER_MAX_DURATION_S",
                                 "the clip lasts 75.0 s; at most 60 s is accepted"),
-    "unsupported_media_type": ErrorSpec(415, ("request",), "The body is neither multipart nor audio",
+    "unsupported_media_type": ErrorSpec(415, ("request", "body"), "The body is neither multipart nor audio, "
+                                                                   "or is compressed (Content-Encoding)",
                                         "content type 'text/plain' is not accepted; send multipart/form-data "
                                         "with the audio in a 'file' field, or a raw body with an audio/* content type"),
     "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
                                    "could not decode the audio (Format not recognised.); "
                                    f"accepted formats: {FORMATS}"),
-    "invalid_parameter": ErrorSpec(422, ("request",), "A query parameter is out of range",
+    "invalid_parameter": ErrorSpec(422, ("request", "oip_model"), "A query or path parameter is out of range",
                                    "query.top_k: Input should be less than or equal to 64"),
     "client_disconnected": ErrorSpec(499, ("any",), "The client left during the upload; only logged and counted",
                                      "the client closed the connection during the upload"),
@@ -83,9 +92,9 @@ ERRORS: dict[str, ErrorSpec] = {
                             "the service is at capacity (its queue, or its upload budget SER_MAX_INFLIGHT_BYTES, "
                             "is full); retry shortly",
                             headers=(("Retry-After", "Seconds to wait before retrying; sent with `overloaded`"),)),
-    "teacher_unavailable": ErrorSpec(503, ("model",), "The teacher was asked for and is not loaded",
+    "teacher_unavailable": ErrorSpec(503, ("model", "oip_model"), "The teacher was asked for and is not loaded",
                                      "no teacher model is loaded; set SER_TEACHER_BUNDLE or use model=student"),
-    "not_ready": ErrorSpec(503, ("model", "ready"), "The models are still loading",
+    "not_ready": ErrorSpec(503, ("model", "ready", "oip_model"), "The models are still loading",
                            "the models are still loading"),
 }
 
@@ -100,9 +109,15 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def error_responses(*kinds: str) -> dict[int, dict]:
+class ProtocolErrorResponse(BaseModel):
+    error: str = Field(description="`<code>: <message>`, the code being one of the REST API's stable codes",
+                       examples=["teacher_unavailable: no teacher model is loaded; set SER_TEACHER_BUNDLE "
+                                 "or use model=student"])
+
+
+def error_responses(*kinds: str, protocol: bool = False) -> dict[int, dict]:
     """OpenAPI `responses` for a route of these kinds: per status, the error schema and one
-    real example per code."""
+    real example per code; in the Open Inference Protocol's form with `protocol`."""
     unknown = set(kinds) - set(ROUTE_KINDS)
     if unknown:
         raise ValueError(f"unknown route kinds {sorted(unknown)}; expected some of {sorted(ROUTE_KINDS)}")
@@ -112,8 +127,9 @@ def error_responses(*kinds: str) -> dict[int, dict]:
             by_status[spec.status][code] = spec
     responses = {}
     for status, specs in sorted(by_status.items()):
-        examples = {c: {"summary": s.summary, "value": error_body(c, s.example)} for c, s in specs.items()}
-        responses[status] = {"model": ErrorResponse, "description": "; ".join(f"`{c}`: {s.summary}" for c, s in specs.items()),
+        body = protocol_error_body if protocol else error_body
+        examples = {c: {"summary": s.summary, "value": body(c, s.example)} for c, s in specs.items()}
+        responses[status] = {"model": ProtocolErrorResponse if protocol else ErrorResponse, "description": "; ".join(f"`{c}`: {s.summary}" for c, s in specs.items()),
                              "content": {"application/json": {"examples": examples}}}
         headers = {name: {"description": d, "schema": {"type": "integer"}} for s in specs.values() for name, d in s.headers}
         if headers:
@@ -141,8 +157,24 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+def protocol_error_body(code: str, message: str) -> dict:
+    """The Open Inference Protocol's error: one string, which its clients print as it is."""
+    return {"error": f"{code}: {message}"}
+
+
+def is_protocol_path(path: str) -> bool:
+    """Whether `path` belongs to the Open Inference Protocol (KServe V2) API, /v2."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body_for(path: str, code: str, message: str) -> dict:
+    """The error body in the form of the API that `path` belongs to."""
+    return (protocol_error_body if is_protocol_path(path) else error_body)(code, message)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   path: str = "") -> JSONResponse:
+    return JSONResponse(error_body_for(path, code, message), status_code=status, headers=headers)
 
 
 # The framework's own HTTP errors, by status.
@@ -155,7 +187,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(request: Request, e: ApiError) -> JSONResponse:
         request.state.error_code = e.code
-        return error_response(e.status, e.code, e.message, e.headers)
+        return error_response(e.status, e.code, e.message, e.headers, path=request.url.path)
 
     @app.exception_handler(AudioError)
     async def _audio(request: Request, e: AudioError) -> JSONResponse:
@@ -170,7 +202,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = HTTP_CODES.get(e.status_code)
         if code is None:   # a status the framework raises that the table does not name
             request.state.error_code = "http_error"
-            return error_response(e.status_code, "http_error", str(e.detail), e.headers)
+            return error_response(e.status_code, "http_error", str(e.detail), e.headers, path=request.url.path)
         # e.headers carries `Allow` on a 405, which RFC 9110 requires.
         return await _api(request, ApiError(code, str(e.detail), headers=e.headers))
 

@@ -11,7 +11,7 @@ import uuid
 
 from starlette.routing import Match
 
-from service.errors import ERRORS, ApiError, error_body
+from service.errors import ERRORS, ApiError, error_body_for
 from service.metrics import Metrics
 from service.runtime import Limiter, UploadBudget
 
@@ -23,6 +23,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a client's id is echoed o
 # one series per value, and a flood of made-up methods or paths would grow /metrics without bound.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 NOT_FOUND = "not_found"   # the route label of every path that matches no route
+MODEL_PATHS = ("/predict", "/v2/models/")   # where a POST runs a model: refused early under overload
 
 
 class RequestContext:
@@ -107,7 +108,7 @@ class RequestContext:
 
     def _must_refuse(self, scope) -> bool:
         return (self.limiter is not None and self.limiter.full() and scope["method"] == "POST"
-                and scope["path"].startswith("/predict"))
+                and scope["path"].startswith(MODEL_PATHS))
 
     async def _refuse_unparsed(self, scope, receive, send) -> None:
         """503 while every slot and queue place is taken, decided before the upload is parsed:
@@ -123,7 +124,7 @@ class RequestContext:
 
     async def _send_error(self, send, scope, e: ApiError) -> None:
         scope["state"]["error_code"] = e.code
-        body = json.dumps(error_body(e.code, e.message)).encode()
+        body = json.dumps(error_body_for(scope["path"], e.code, e.message)).encode()
         await send({"type": "http.response.start", "status": e.status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *((k.lower().encode(), v.encode()) for k, v in e.headers.items())]})

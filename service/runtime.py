@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from service.answer import Answer, ModelChoice, Models
@@ -122,7 +123,7 @@ class Runtime:
     def _observe(self, model: OnnxModel, seconds: float) -> None:
         self.metrics.inference_latency.labels(model=model.bundle.role).observe(seconds)
 
-    def _answer(self, data: bytes, choice: ModelChoice) -> Answer:
+    def _answer(self, data: bytes | np.ndarray, choice: ModelChoice) -> Answer:
         """Runs in a worker thread: decode, then the chosen model (and the fallback)."""
         if choice == "teacher":
             self.require_teacher()
@@ -134,12 +135,20 @@ class Runtime:
             self.metrics.fallbacks.inc()
         return answer
 
+    def model_for(self, choice: ModelChoice) -> OnnxModel:
+        """The model that answers `choice` first (`auto`: the student); 503 while loading, or
+        for the teacher when none is loaded."""
+        if not self.ready:
+            raise ApiError("not_ready")
+        return self.require_teacher() if choice == "teacher" else self.student
+
     def require_teacher(self) -> OnnxModel:
         if self.teacher is None:
             raise ApiError("teacher_unavailable")
         return self.teacher
 
-    async def answer(self, data: bytes, choice: ModelChoice) -> Answer:
+    async def answer(self, data: bytes | np.ndarray, choice: ModelChoice) -> Answer:
+        """`data`: an audio file's bytes, or a waveform (N,) at 16 kHz (service/answer.py)."""
         if not self.ready:
             raise ApiError("not_ready")
         if choice == "teacher":

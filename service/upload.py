@@ -21,6 +21,14 @@ async def read_uploads(request: Request, fields: tuple[str, ...], max_files: int
         raise ApiError("client_disconnected") from None
 
 
+async def read_body(request: Request) -> bytes:
+    """The whole raw body, whatever its content type."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ApiError("client_disconnected") from None
+
+
 async def _read(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
     ctype = request.headers.get("content-type", "").lower()
     names = " or ".join(f"'{f}'" for f in fields)

@@ -1,0 +1,108 @@
+"""The Open Inference Protocol (KServe V2) over REST, beside /predict: health, metadata and
+inference for the models `student`, `teacher` and `auto` (the student, and the teacher when the
+student is unsure, as /predict's model=auto). The protocol's request and response forms live in
+service/oip.py; its errors, `{"error": "<code>: <message>"}`, come from the one error table.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from service import oip
+from service.answer import Answer, ModelChoice
+from service.audio import AudioError
+from service.deps import RuntimeDep
+from service.errors import error_responses
+from service.runtime import Runtime
+from service.upload import read_body
+
+TAGS = ["open inference protocol"]
+router = APIRouter(prefix="/v2", tags=TAGS)
+# Inference only: the app puts it behind SER_API_KEY when that is set (service/app.py); probes and
+# metadata stay open, as /healthz, /readyz and /v1/models do.
+infer_router = APIRouter(prefix="/v2", tags=TAGS)
+
+ModelName = Annotated[ModelChoice, Path(description="`student`, `teacher`, or `auto`: the student, and the teacher "
+                                                    "when the student's confidence is below SER_FALLBACK_THRESHOLD")]
+MODEL_ERRORS = error_responses("oip_model", protocol=True)
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+INFER_BODY = {"requestBody": {"required": True, "description": (
+    "JSON; or, with the binary-data extension, the JSON header (`Inference-Header-Content-Length` bytes) "
+    "followed by the tensors whose `parameters.binary_data_size` is set"), "content": {
+        "application/json": {"schema": oip.inline_schema(oip.InferRequestBody)},
+        "application/octet-stream": BINARY}}}
+INFER_RESPONSES = {
+    **error_responses("body", "tensor", "clip", "auth", "model", "oip_model", protocol=True),
+    200: {"description": "JSON; binary outputs follow the JSON header (binary-data extension)",
+          "content": {"application/octet-stream": BINARY},
+          "headers": {oip.HEADER_LENGTH: {"description": "Bytes of the JSON header, when binary outputs follow",
+                                          "schema": {"type": "integer"}}}}}
+
+
+@router.get("", response_model=oip.ServerMetadata)
+async def get_server_metadata() -> dict:
+    """Server metadata: name, version and the protocol extensions it speaks (`binary_tensor_data`)."""
+    return oip.server_metadata(version("speech-emotion-distill"))
+
+
+@router.get("/health/live", response_model=oip.Liveness)
+async def get_server_live() -> dict:
+    """Liveness: the process answers (a Kubernetes livenessProbe)."""
+    return {"live": True}
+
+
+@router.get("/health/ready", response_model=oip.ServerReadiness, responses=error_responses("ready", protocol=True))
+async def get_server_ready(runtime: RuntimeDep) -> dict:
+    """Readiness: the bundles are loaded and warmed up; 503 `not_ready` until then (a readinessProbe)."""
+    runtime.model_for("student")
+    return {"ready": True}
+
+
+@router.get("/models/{name}", response_model=oip.ModelMetadata, responses=MODEL_ERRORS)
+async def get_model_metadata(runtime: RuntimeDep, name: ModelName) -> dict:
+    """The model's inputs (send one: `audio`, encoded files as BYTES, or `waveform`, FP32 samples at
+    16 kHz), its outputs, and in `parameters` the label order of `probabilities`."""
+    model = runtime.model_for(name)
+    if name != "auto":
+        return oip.model_metadata(name, model)
+    return oip.model_metadata(name, model, runtime.teacher, runtime.settings.fallback_threshold)
+
+
+@router.get("/models/{name}/ready", response_model=oip.ModelReadiness, responses=MODEL_ERRORS)
+async def get_model_ready(runtime: RuntimeDep, name: ModelName) -> dict:
+    """200 when the model can answer; 503 while loading, or for `teacher` on a student-only service."""
+    runtime.model_for(name)
+    return {"name": name, "ready": True}
+
+
+@infer_router.post("/models/{name}/infer", response_model=oip.InferResponseBody, openapi_extra=INFER_BODY,
+                   responses=INFER_RESPONSES)
+async def infer(request: Request, runtime: RuntimeDep, name: ModelName) -> Response:
+    """Emotion of each row: an encoded file (`audio`, BYTES, any format /predict takes; base64 in
+    JSON) or a waveform (`waveform`, FP32 [B, N] at 16 kHz), through /predict's windows and
+    calibration. At most SER_MAX_BATCH_FILES rows; one that cannot be used fails the request.
+
+    `tritonclient.http`: `InferInput("audio", [1], "BYTES").set_data_from_numpy(np.array([open("clip.flac",
+    "rb").read()], dtype=object))`, then `client.infer("student", [that])`."""
+    model = runtime.model_for(name)
+    req = oip.parse_infer(await read_body(request), request.headers, runtime.settings.max_batch_files)
+    answers = await answer_rows(runtime, req.rows, name)
+    body, headers = oip.infer_response(name, model.bundle.version, model.bundle.labels, answers, req)
+    return Response(body, headers=headers)
+
+
+async def answer_rows(runtime: Runtime, rows: list, choice: ModelChoice) -> list[Answer]:
+    """/predict's answer for each row, in order; a row's audio error names the row when there are several."""
+    answers = []
+    for i, row in enumerate(rows):
+        try:
+            answers.append(await runtime.answer(row, choice))
+        except AudioError as e:
+            if len(rows) == 1:
+                raise
+            raise AudioError(e.code, f"row {i}: {e.message}") from e
+    return answers
