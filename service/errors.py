@@ -47,7 +47,7 @@ class ErrorSpec:
 ERRORS: dict[str, ErrorSpec] = {
     "invalid_inference_request": ErrorSpec(
         400, ("tensor",), "An inference request's JSON, tensors or binary framing do not follow the protocol "
-                          "or the model's metadata (GET /v2/models/{name})",
+                          "or the model's metadata (GET /v2/models/{model_name})",
         "input 'waveform': its shape [1, 16000] holds 16000 values but 'data' has 3"),
     "invalid_request": ErrorSpec(400, ("request",), "The multipart body cannot be parsed, or holds too many files",
                                  "Too many files. Maximum number of files is 16."),
@@ -66,6 +66,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "unauthorized": ErrorSpec(401, ("auth",), "SER_API_KEY is set and X-API-Key is missing or wrong",
                               "missing or wrong API key; send it in the X-API-Key header"),
     "not_found": ErrorSpec(404, ("any",), "No such path", "Not Found"),
+    "model_not_found": ErrorSpec(404, ("oip_model",), "The path names no model of the Open Inference Protocol API",
+                                 "no model named 'foo123'; the models are student, teacher and auto"),
     "method_not_allowed": ErrorSpec(405, ("any",), "The path exists, the method does not (see `Allow`)",
                                     "Method Not Allowed"),
     "upload_timeout": ErrorSpec(408, ("request", "body"), "The body did not arrive within SER_UPLOAD_TIMEOUT_S",
@@ -81,7 +83,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "unsupported_audio": ErrorSpec(415, ("clip",), "The file is not audio that the decoder reads",
                                    "could not decode the audio (Format not recognised.); "
                                    f"accepted formats: {FORMATS}"),
-    "invalid_parameter": ErrorSpec(422, ("request", "oip_model"), "A query or path parameter is out of range",
+    "invalid_parameter": ErrorSpec(422, ("request",), "A query parameter is out of range",
                                    "query.top_k: Input should be less than or equal to 64"),
     "client_disconnected": ErrorSpec(499, ("any",), "The client left during the upload; only logged and counted",
                                      "the client closed the connection during the upload"),

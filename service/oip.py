@@ -129,6 +129,13 @@ class InferRequest:
     outputs: list[tuple[str, bool]]     # (output name, in binary form), in the order to answer
 
 
+def model_choice(name: str) -> ModelChoice:
+    """The model a /v2 path names; 404 `model_not_found` for any other name."""
+    if name not in MODEL_NAMES:
+        raise ApiError("model_not_found", f"no model named {name[:64]!r}; the models are student, teacher and auto")
+    return name
+
+
 def invalid(message: str) -> ApiError:
     return ApiError("invalid_inference_request", message)
 
@@ -326,7 +333,7 @@ def server_metadata(version: str) -> dict:
 
 def model_metadata(name: str, model: OnnxModel, fallback: OnnxModel | None = None,
                    fallback_threshold: float | None = None) -> dict:
-    """What /v2/models/{name} says: `model` answers; for `auto`, `fallback` below the threshold."""
+    """What /v2/models/{model_name} says: `model` answers; for `auto`, `fallback` below the threshold."""
     b = model.bundle
     params: dict[str, str | int | float | bool] = {
         "labels": ",".join(b.labels), "sample_rate": SAMPLE_RATE, "window_s": b.window_s, "hop_s": b.hop_s,

@@ -26,8 +26,10 @@ router = APIRouter(prefix="/v2", tags=TAGS)
 # metadata stay open, as /healthz, /readyz and /v1/models do.
 infer_router = APIRouter(prefix="/v2", tags=TAGS)
 
-ModelName = Annotated[ModelChoice, Path(description="`student`, `teacher`, or `auto`: the student, and the teacher "
-                                                    "when the student's confidence is below SER_FALLBACK_THRESHOLD")]
+# A str checked by oip.model_choice, not a Literal: an unknown model is a 404, as the protocol's servers answer.
+ModelName = Annotated[str, Path(description="`student`, `teacher`, or `auto`: the student, and the teacher when "
+                                            "the student's confidence is below SER_FALLBACK_THRESHOLD",
+                                json_schema_extra={"enum": list(oip.MODEL_NAMES)})]
 MODEL_ERRORS = error_responses("oip_model", protocol=True)
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 INFER_BODY = {"requestBody": {"required": True, "description": (
@@ -62,36 +64,38 @@ async def get_server_ready(runtime: RuntimeDep) -> dict:
     return {"ready": True}
 
 
-@router.get("/models/{name}", response_model=oip.ModelMetadata, responses=MODEL_ERRORS)
-async def get_model_metadata(runtime: RuntimeDep, name: ModelName) -> dict:
+@router.get("/models/{model_name}", response_model=oip.ModelMetadata, responses=MODEL_ERRORS)
+async def get_model_metadata(runtime: RuntimeDep, model_name: ModelName) -> dict:
     """The model's inputs (send one: `audio`, encoded files as BYTES, or `waveform`, FP32 samples at
     16 kHz), its outputs, and in `parameters` the label order of `probabilities`."""
-    model = runtime.model_for(name)
-    if name != "auto":
-        return oip.model_metadata(name, model)
-    return oip.model_metadata(name, model, runtime.teacher, runtime.settings.fallback_threshold)
+    choice = oip.model_choice(model_name)
+    model = runtime.model_for(choice)
+    if choice != "auto":
+        return oip.model_metadata(choice, model)
+    return oip.model_metadata(choice, model, runtime.teacher, runtime.settings.fallback_threshold)
 
 
-@router.get("/models/{name}/ready", response_model=oip.ModelReadiness, responses=MODEL_ERRORS)
-async def get_model_ready(runtime: RuntimeDep, name: ModelName) -> dict:
+@router.get("/models/{model_name}/ready", response_model=oip.ModelReadiness, responses=MODEL_ERRORS)
+async def get_model_ready(runtime: RuntimeDep, model_name: ModelName) -> dict:
     """200 when the model can answer; 503 while loading, or for `teacher` on a student-only service."""
-    runtime.model_for(name)
-    return {"name": name, "ready": True}
+    runtime.model_for(oip.model_choice(model_name))
+    return {"name": model_name, "ready": True}
 
 
-@infer_router.post("/models/{name}/infer", response_model=oip.InferResponseBody, openapi_extra=INFER_BODY,
+@infer_router.post("/models/{model_name}/infer", response_model=oip.InferResponseBody, openapi_extra=INFER_BODY,
                    responses=INFER_RESPONSES)
-async def infer(request: Request, runtime: RuntimeDep, name: ModelName) -> Response:
+async def infer(request: Request, runtime: RuntimeDep, model_name: ModelName) -> Response:
     """Emotion of each row: an encoded file (`audio`, BYTES, any format /predict takes; base64 in
     JSON) or a waveform (`waveform`, FP32 [B, N] at 16 kHz), through /predict's windows and
     calibration. At most SER_MAX_BATCH_FILES rows; one that cannot be used fails the request.
 
     `tritonclient.http`: `InferInput("audio", [1], "BYTES").set_data_from_numpy(np.array([open("clip.flac",
     "rb").read()], dtype=object))`, then `client.infer("student", [that])`."""
-    model = runtime.model_for(name)
+    choice = oip.model_choice(model_name)
+    model = runtime.model_for(choice)
     req = oip.parse_infer(await read_body(request), request.headers, runtime.settings.max_batch_files)
-    answers = await answer_rows(runtime, req.rows, name)
-    body, headers = oip.infer_response(name, model.bundle.version, model.bundle.labels, answers, req)
+    answers = await answer_rows(runtime, req.rows, choice)
+    body, headers = oip.infer_response(choice, model.bundle.version, model.bundle.labels, answers, req)
     return Response(body, headers=headers)
 
 

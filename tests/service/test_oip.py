@@ -140,11 +140,12 @@ def test_an_unknown_model_is_refused_and_adds_no_metric_series(served):
     base, client = served
     with pytest.raises(InferenceServerException) as e:
         client.infer("foo123", [audio_input(wav_bytes(1.0))])
-    assert e.value.status() == "422" and e.value.message().startswith("invalid_parameter: path.name:")
+    assert e.value.status() == "404" and e.value.message() == f"model_not_found: {ERRORS['model_not_found'].example}"
     for path in ("/v2/models/foo123", "/v2/models/foo123/ready", "/v2/models/foo123/versions/1/infer"):
-        assert httpx.get(base + path).json()["error"].split(":")[0] in ("invalid_parameter", "not_found")
+        r = httpx.get(base + path)
+        assert r.status_code == 404 and r.json()["error"].split(":")[0] in ("model_not_found", "not_found")
     metrics = httpx.get(f"{base}/metrics").text
-    assert "foo123" not in metrics and 'route="/v2/models/{name}/infer"' in metrics
+    assert "foo123" not in metrics and 'route="/v2/models/{model_name}/infer"' in metrics
     assert 'ser_predictions_total{label=' in metrics
 
 
@@ -181,7 +182,7 @@ def test_the_declared_example_is_the_real_answer(client):
     request = {"inputs": [{"name": "waveform", "datatype": "FP32", "shape": [1, 16000], "data": [0.0, 0.1, 0.2]}]}
     r = infer_json(client, "student", request)
     assert r.status_code == ERRORS["invalid_inference_request"].status
-    declared = client.app.openapi()["paths"]["/v2/models/{name}/infer"]["post"]["responses"]["400"]
+    declared = client.app.openapi()["paths"]["/v2/models/{model_name}/infer"]["post"]["responses"]["400"]
     assert declared["content"]["application/json"]["examples"]["invalid_inference_request"]["value"] == r.json()
 
 
