@@ -18,7 +18,7 @@ from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "schemathesis-key-0123456789"
-CASES_PER_OPERATION = 50   # 7 operations: ~300 cases in all
+CASES_PER_OPERATION = 50   # 13 operations: ~1000 cases in all
 MAX_RESPONSE_S = 10        # generous: the CI machine is shared and the teacher runs on the CPU
 
 
