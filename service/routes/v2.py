@@ -16,7 +16,7 @@ from service import oip
 from service.answer import Answer, ModelChoice
 from service.audio import AudioError
 from service.deps import RuntimeDep
-from service.errors import error_responses
+from service.errors import ApiError, error_responses
 from service.runtime import Runtime
 from service.upload import read_body
 
@@ -60,7 +60,8 @@ async def get_server_live() -> dict:
 @router.get("/health/ready", response_model=oip.ServerReadiness, responses=error_responses("ready", protocol=True))
 async def get_server_ready(runtime: RuntimeDep) -> dict:
     """Readiness: the bundles are loaded and warmed up; 503 `not_ready` until then (a readinessProbe)."""
-    runtime.model_for("student")
+    if not runtime.ready:
+        raise ApiError("not_ready")
     return {"ready": True}
 
 
