@@ -46,4 +46,4 @@ def test_the_openapi_document_declares_the_key_only_when_one_is_set(student_bund
     assert not [op for ops in keyless["paths"].values() for op in ops.values() if "security" in op]
     assert keyed["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
     guarded = {path for path, ops in keyed["paths"].items() for op in ops.values() if "security" in op}
-    assert guarded == {"/predict", "/predict/teacher", "/predict/batch"}
+    assert guarded == {"/predict", "/predict/teacher", "/predict/batch", "/v2/models/{model_name}/infer"}
