@@ -182,10 +182,12 @@ def _split(body: bytes, declared: str | None) -> tuple[bytes, bytes]:
                       f"{HEADER_LENGTH} and binary tensors)")
     if declared is None:
         return body, b""
-    if not declared.strip().isdigit() or int(declared) > len(body):
+    digits = declared.strip()
+    # ASCII and short before int(): int() takes other scripts' digits, and refuses very long strings
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 18) or int(digits) > len(body):
         raise invalid(f"{HEADER_LENGTH} is {declared[:32]!r}; expected the byte length of the JSON header, "
                       f"at most the body's {len(body)} bytes")
-    n = int(declared)
+    n = int(digits)
     return body[:n], body[n:]
 
 
@@ -204,14 +206,21 @@ def _tensor_bytes(tensor: RequestInput, binary: bytes) -> tuple[bytes | list[Any
     return binary[:size], binary[size:]
 
 
-def _rows_of(tensor: RequestInput, dims: tuple[int, ...], max_rows: int) -> int:
+def _shape_fits(name: str, shape: list[int]) -> bool:
+    if any(d < 0 for d in shape):
+        return False
+    if name == "audio":
+        return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+    return len(shape) == 2
+
+
+def _rows_of(tensor: RequestInput, max_rows: int) -> int:
     """The batch size of `tensor`, checked against its datatype and the allowed shapes."""
     datatype, _ = INPUTS[tensor.name]
     if tensor.datatype != datatype:
         raise invalid(f"input '{tensor.name}' is {datatype}, got {tensor.datatype}")
     shape = tensor.shape
-    if len(shape) not in dims or any(d < 0 for d in shape) or (len(shape) == 2 and tensor.name == "audio"
-                                                                and shape[1] != 1):
+    if not _shape_fits(tensor.name, shape):
         expected = "[B] or [B, 1]" if tensor.name == "audio" else "[B, N]"
         raise invalid(f"input '{tensor.name}' has shape {shape}; expected {expected}")
     if not 1 <= shape[0] <= max_rows:
@@ -220,17 +229,19 @@ def _rows_of(tensor: RequestInput, dims: tuple[int, ...], max_rows: int) -> int:
 
 
 def _audio_rows(tensor: RequestInput, data: bytes | list[Any], max_rows: int) -> list[bytes]:
-    n = _rows_of(tensor, (1, 2), max_rows)
-    files = _bytes_elements(data) if isinstance(data, bytes) else [_base64(i, v) for i, v in enumerate(_flat(data))]
+    n = _rows_of(tensor, max_rows)
+    files = _bytes_elements(data, n) if isinstance(data, bytes) else [_base64(i, v) for i, v in enumerate(_flat(data))]
     if len(files) != n:
-        raise invalid(f"input 'audio': its shape {tensor.shape} holds {n} elements but the data has {len(files)}")
+        raise invalid(f"input 'audio': its shape {tensor.shape} holds {n} elements but the data has "
+                      f"{'more' if len(files) > n else len(files)}")
     return files
 
 
-def _bytes_elements(data: bytes) -> list[bytes]:
-    """BYTES elements in binary form: each a uint32 little-endian length, then that many bytes."""
+def _bytes_elements(data: bytes, n: int) -> list[bytes]:
+    """BYTES elements in binary form: each a uint32 little-endian length, then that many bytes.
+    Reads at most `n` + 1 of them: enough to tell that there are more than `n`."""
     out, i = [], 0
-    while i < len(data):
+    while i < len(data) and len(out) <= n:
         if i + LENGTH.size > len(data):
             raise invalid(f"input 'audio': a BYTES element's length is cut short at byte {i}")
         (size,) = LENGTH.unpack_from(data, i)
@@ -253,7 +264,7 @@ def _base64(i: int, value: Any) -> bytes:
 
 
 def _waveform_rows(tensor: RequestInput, data: bytes | list[Any], max_rows: int) -> list[np.ndarray]:
-    b = _rows_of(tensor, (2,), max_rows)
+    b = _rows_of(tensor, max_rows)
     n = tensor.shape[1]
     if isinstance(data, bytes):
         if len(data) != b * n * 4:
@@ -265,7 +276,11 @@ def _waveform_rows(tensor: RequestInput, data: bytes | list[Any], max_rows: int)
         raise invalid(f"input 'waveform': its shape {tensor.shape} holds {b * n} values but 'data' has {len(values)}")
     if not all(type(v) in (int, float) for v in values):
         raise invalid("input 'waveform': 'data' holds values that are not numbers")
-    return list(np.asarray(values, np.float32).reshape(b, n))
+    try:
+        samples = np.asarray(values, np.float32)
+    except OverflowError:   # an integer beyond any float; a float beyond float32 becomes inf, refused later
+        raise invalid("input 'waveform': 'data' holds an integer too large for FP32") from None
+    return list(samples.reshape(b, n))
 
 
 def _flat(data: list[Any]) -> list[Any]:
@@ -284,7 +299,7 @@ def _flag(params: dict[str, Any], key: str, default: bool) -> bool:
 
 def _outputs(req: InferRequestBody) -> list[tuple[str, bool]]:
     binary = _flag(req.parameters, "binary_data_output", False)
-    if req.outputs is None:
+    if not req.outputs:   # none named: all of them
         return [(name, binary) for name in OUTPUTS]
     names = [o.name for o in req.outputs]
     if len(set(names)) != len(names):

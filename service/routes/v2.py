@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from service import oip
 from service.answer import Answer, ModelChoice
@@ -94,7 +95,9 @@ async def infer(request: Request, runtime: RuntimeDep, model_name: ModelName) ->
     "rb").read()], dtype=object))`, then `client.infer("student", [that])`."""
     choice = oip.model_choice(model_name)
     model = runtime.model_for(choice)
-    req = oip.parse_infer(await read_body(request), request.headers, runtime.settings.max_batch_files)
+    body = await read_body(request)
+    # In a worker thread: a JSON waveform of a full upload is millions of values to check.
+    req = await run_in_threadpool(oip.parse_infer, body, request.headers, runtime.settings.max_batch_files)
     answers = await answer_rows(runtime, req.rows, choice)
     body, headers = oip.infer_response(choice, model.bundle.version, model.bundle.labels, answers, req)
     return Response(body, headers=headers)

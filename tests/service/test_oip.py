@@ -186,7 +186,7 @@ def test_the_declared_example_is_the_real_answer(client):
     assert declared["content"]["application/json"]["examples"]["invalid_inference_request"]["value"] == r.json()
 
 
-def binary(header: dict, blob: bytes, length: int | None = None) -> tuple[bytes, dict[str, str]]:
+def binary(header: dict, blob: bytes, length: int | str | None = None) -> tuple[bytes, dict[str, str]]:
     """A body and headers with the binary-data extension; `length` overrides the true header length."""
     raw = json.dumps(header).encode()
     return raw + blob, {HEADER_LENGTH.lower(): str(len(raw) if length is None else length)}
@@ -205,16 +205,22 @@ ONE_AUDIO = {"inputs": [{**AUDIO, "data": [""]}]}
     ((b"", {}), "the body is empty"),
     ((b"\x00\x01", {}), "body: Invalid JSON"),
     (binary({"inputs": [WAVE]}, bytes(16), length=10 ** 6), "Inference-Header-Content-Length is '1000000'"),
+    (binary({"inputs": [WAVE]}, bytes(16), length="\u00b2"), "Inference-Header-Content-Length is '\u00b2'"),
+    (binary({"inputs": [WAVE]}, bytes(16), length="9" * 5000), "expected the byte length of the JSON header"),
     (binary({"inputs": [WAVE]}, bytes(20)), "4 bytes follow the tensors"),
     (binary({"inputs": [{**WAVE, "parameters": {"binary_data_size": 8}}]}, bytes(8)), "needs 16 bytes"),
     (binary({"inputs": [{**WAVE, "data": [0, 0, 0, 0]}]}, bytes(16)), "has both 'data' and"),
     (binary({"inputs": [{**WAVE, "shape": [17, 1], "parameters": {"binary_data_size": 68}}]}, bytes(68)),
      "has 17 rows; send 1 to 16"),
+    (binary({"inputs": [{**AUDIO, "parameters": {"binary_data_size": 40_000}}]}, bytes(40_000)),
+     "holds 1 elements but the data has more"),
     (binary({"inputs": [{**AUDIO, "parameters": {"binary_data_size": 6}}]}, b"\x09\x00\x00\x00ab"),
      "element 0 announces 9 bytes but 2 are left"),
     (plain({"inputs": [{**AUDIO, "datatype": "FP32", "data": [1.0]}]}), "is BYTES, got FP32"),
     (plain({"inputs": [{**AUDIO, "shape": [1, 2], "data": ["", ""]}]}), "expected [B] or [B, 1]"),
     (plain({"inputs": [{**WAVE, "parameters": {}, "data": [0, 0, "x", 0]}]}), "not numbers"),
+    ((b'{"inputs": [{"name": "waveform", "datatype": "FP32", "shape": [1, 2], "data": [1' + b"0" * 400 + b', 0]}]}',
+      {}), "an integer too large for FP32"),
     (plain({"inputs": [WAVE, WAVE]}), "body.inputs: List should have at most 1 item"),
     (plain({"inputs": [{**AUDIO, "shape": ["1"], "data": [""]}]}), "body.inputs.0.shape.0: Input should be a valid integer"),
     (plain({"inputs": [AUDIO]}), "has neither 'data' nor"),
