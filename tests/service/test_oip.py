@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
@@ -28,6 +31,7 @@ from tests.support.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "0123456789abcdef0123"
+FUZZ = settings(max_examples=int(os.environ.get("SER_FUZZ_EXAMPLES", "60")), deadline=None)   # as test_fuzz.py
 
 
 @pytest.fixture(scope="module")
@@ -281,3 +285,38 @@ def test_overload_answers_503_in_the_protocol_form(student_bundle):
     assert sorted({r.status_code for r in rs}) == [200, 503], [r.text for r in rs]
     refused = next(r for r in rs if r.status_code == 503)
     assert refused.json()["error"].startswith("overloaded: ") and refused.headers["retry-after"] == "1"
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=4), max_leaves=12)
+
+
+@st.composite
+def inference_requests(draw) -> tuple[bytes, dict[str, str]]:
+    """Near-valid requests: real field names with drawn shapes, data, sizes and trailing bytes."""
+    tensor = {"name": draw(st.sampled_from(["audio", "waveform", "other"])),
+              "datatype": draw(st.sampled_from(["BYTES", "FP32", "INT8"])),
+              "shape": draw(st.lists(st.integers(-2, 20), max_size=3))}
+    if draw(st.booleans()):
+        tensor["data"] = draw(st.lists(JSON_VALUES, max_size=6))
+    if draw(st.booleans()):
+        tensor["parameters"] = {"binary_data_size": draw(st.integers(-1, 64) | JSON_VALUES)}
+    request = {"inputs": [tensor], "parameters": draw(st.dictionaries(st.sampled_from(["binary_data_output", "x"]),
+                                                                        JSON_VALUES, max_size=2))}
+    header = json.dumps(request).encode()
+    blob = draw(st.binary(max_size=64))
+    length = draw(st.sampled_from([str(len(header)), str(len(header) + 3), "", "x"]) | st.none())
+    return header + blob, {} if length is None else {HEADER_LENGTH.lower(): length}
+
+
+@FUZZ
+@given(request_=inference_requests())
+def test_any_request_is_parsed_or_refused_with_a_code(request_):
+    body, headers = request_
+    try:
+        req = parse_infer(body, headers, max_rows=16)
+    except ApiError as e:
+        assert e.code in ("invalid_inference_request", "unsupported_media_type") and e.message
+        return
+    assert 1 <= len(req.rows) <= 16
