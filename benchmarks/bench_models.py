@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.data import RAVDESS_CLIP
 from service.audio import SAMPLE_RATE, load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
-from tests.support.data import RAVDESS_CLIP
 
 
 def window(seconds: float) -> np.ndarray:

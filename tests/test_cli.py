@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 from tests.support.corpora import make_manifest_corpus
 
 # Run `ser` as if torch were not installed: an import of it fails as a missing module does.

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.audio import wav_bytes
-from tests.support.server import running_server
+from devtools.audio import wav_bytes
+from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["pyproject.toml", "README.md", "LICENSE", "service", "training", "export", "pipeline", "scoring"]

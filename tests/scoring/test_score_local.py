@@ -22,9 +22,9 @@ import soundfile as sf
 from service.bundle import load_bundle
 from scoring.progress import Progress
 from service.cli import main
-from tests.support.audio import encode, voice
-from tests.support.data import RAVDESS_DIR
-from tests.support.server import running_server
+from devtools.audio import encode, voice
+from devtools.data import RAVDESS_DIR
+from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_STUDENT = ROOT / "models" / "student-int8"

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from tests.support.audio import encode, voice, wav_bytes
-from tests.support.server import rss_kb, running_server
+from devtools.audio import encode, voice, wav_bytes
+from devtools.process import rss_mb
+from devtools.server import running_server
 
 
 def post_wav(base: str, data: bytes, timeout: float = 60) -> httpx.Response:
@@ -38,10 +40,6 @@ def open_upload(base: str, length: int, first: bytes) -> socket.socket:
 def gauge(base: str, name: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=10).text
     return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(name + " ")))
-
-
-def threads(pid: int) -> int:
-    return int(next(ln.split()[1] for ln in open(f"/proc/{pid}/status") if ln.startswith("Threads:")))
 
 
 def settle(base: str, timeout_s: float = 10) -> None:
@@ -65,13 +63,13 @@ def test_clients_that_leave_mid_upload_or_mid_inference_leak_nothing(student_bun
                 s.close()
             settle(base)
 
-        t0 = threads(proc.pid)
+        t0 = psutil.Process(proc.pid).num_threads()
         storm()
-        rss1 = rss_kb(proc.pid)["VmRSS"]
+        rss1 = rss_mb(proc.pid)
         storm()
         # Worker threads come from anyio's pool, capped at 40: abandoned requests leave none behind.
-        assert threads(proc.pid) <= t0 + 40
-        assert rss_kb(proc.pid)["VmRSS"] - rss1 < 10 * 1024
+        assert psutil.Process(proc.pid).num_threads() <= t0 + 40
+        assert rss_mb(proc.pid) - rss1 < 10
         # Every slot came back: a full burst (1 running + 8 queued) is served without a 503.
         with cf.ThreadPoolExecutor(9) as pool:
             codes = [r.status_code for r in pool.map(lambda _: post_wav(base, wav_bytes(2.0)), range(9))]
