@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 
 from service.bundle import Bundle
-
-NO_TEACHER = "none"   # SER_TEACHER_BUNDLE's value for a student-only service
+from service.shipped import NO_TEACHER
 
 
 def free_port() -> int:

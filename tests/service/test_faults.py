@@ -116,8 +116,8 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones(stu
         assert proc.wait(30) in (0, -signal.SIGTERM)
 
 
-def start_fails(env_bundle: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {"SER_STUDENT_BUNDLE": str(env_bundle), "SER_TEACHER_BUNDLE": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+def start_fails(student: Path, teacher: Path | str = "none") -> subprocess.CompletedProcess:
+    env = {"SER_STUDENT_BUNDLE": str(student), "SER_TEACHER_BUNDLE": str(teacher), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "service.cli", "serve", "--port", "0"], env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -130,7 +130,7 @@ def test_a_corrupt_or_missing_bundle_stops_the_real_server_at_start(student_bund
     (corrupt / "model.onnx").write_bytes(bytes(data))
     for folder, message in [(corrupt, "sha256"), (tmp_path / "missing", "no student bundle folder")]:
         t0 = time.monotonic()
-        r = start_fails(folder, tmp_path)
+        r = start_fails(folder)
         assert r.returncode != 0 and time.monotonic() - t0 < 30
         assert str(folder) in r.stderr + r.stdout and message in r.stderr + r.stdout
 
@@ -144,7 +144,9 @@ def test_a_teacher_that_disappears_at_run_time(student_bundle, teacher_bundle, t
         shutil.rmtree(teacher)   # the volume goes away: the loaded session keeps answering
         r = httpx.post(f"{base}/predict/teacher", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
         assert r.status_code == 200 and r.json()["model"]["role"] == "teacher"
-    with running_server(student_bundle, moved) as (base, _):   # restarted without it: student-only
+    r = start_fails(student_bundle.path, teacher)   # restarted without it: the named teacher must exist
+    assert r.returncode != 0 and f"no teacher bundle folder at {teacher}" in r.stderr, r.stderr
+    with running_server(student_bundle) as (base, _):   # student-only, asked for (SER_TEACHER_BUNDLE=none)
         r = httpx.post(f"{base}/predict/teacher", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
         assert r.status_code == 503 and r.json()["error"]["code"] == "teacher_unavailable"
         r = httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
