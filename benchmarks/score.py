@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--ray-only", action="store_true", help=argparse.SUPPRESS)   # the Ray engine, in a child
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    ap.add_argument("--student", default=str(ROOT / Settings().student_bundle), help="bundle for all three")
+    ap.add_argument("--student", default=str(Settings().student_bundle), help="bundle for all three")
     args = ap.parse_args()
     if args.ray_only:
         print(json.dumps(run_ray(args.manifest, args.out, args.student, args.workers)))
