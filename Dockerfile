@@ -39,11 +39,11 @@ RUN set -eu; \
 WORKDIR /app
 COPY models/ /app/models/
 
-# The bundle paths are spelled out, although models/ in WORKDIR /app is what the defaults find.
+# The package is installed in site-packages, with no models/ beside it: SER_MODELS_DIR names
+# the folder of the default bundles (student-int8/, teacher/).
 # onnxruntime sizes its thread pools from the host's cores, not the container's CPU limit,
 # so the threads are always set (raise SER_INTRA_OP_THREADS with --cpus).
-ENV SER_STUDENT_BUNDLE=/app/models/student-int8 \
-    SER_TEACHER_BUNDLE=/app/models/teacher \
+ENV SER_MODELS_DIR=/app/models \
     SER_INTRA_OP_THREADS=1 \
     SER_INTER_OP_THREADS=1 \
     SER_MAX_CONCURRENCY=2 \

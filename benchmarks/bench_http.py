@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
-from tests.support.data import RAVDESS_CLIP
+from devtools.data import RAVDESS_CLIP
 
 ROUTES = {"student": "/predict?model=student", "teacher": "/predict/teacher"}
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from devtools.data import RAVDESS_CLIP
 from service.audio import SAMPLE_RATE, load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
-from tests.support.data import RAVDESS_CLIP
+from service.shipped import MODELS_DIR
 
 
 def window(seconds: float) -> np.ndarray:
@@ -32,7 +33,7 @@ def window(seconds: float) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundles", nargs="+", type=Path,
-                    default=[p for p in (Path("models/student"), Path("models/student-int8"), Path("models/teacher")) if p.exists()])
+                    default=[p for p in (MODELS_DIR / n for n in ("student", "student-int8", "teacher")) if p.exists()])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)

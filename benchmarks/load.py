@@ -18,9 +18,7 @@ import argparse
 import collections
 import io
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from devtools.data import RAVDESS_CLIP
+from devtools.http import form, part, request_bytes
+from devtools.process import rss_mb
+from devtools.server import ser_serve, started
 from service.audio import SAMPLE_RATE, load_audio
-from tests.support.data import RAVDESS_CLIP
-from tests.support.http import form, part, request_bytes
-from tests.support.server import rss_kb, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,33 +54,9 @@ def multipart_request(path: str, port: int, wav: bytes) -> bytes:
     return request_bytes(form(part("file", wav), path=path), "127.0.0.1", port, keep_alive=True)
 
 
-# ---------- servers ----------
-
-
-def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_ready(f"http://127.0.0.1:{port}", proc, timeout_s=180)
-    return proc
-
-
-def service_cmd(port: int, workers: int = 1) -> list[str]:
-    if workers == 1:
-        return [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
-    return [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def rss_mb(pid: int) -> float:
-    return rss_kb(pid)["VmRSS"] / 1024
+def serving(cmd: list[str], port: int, env: dict[str, str] | None = None):
+    """A server of this checkout (the shipped models unless `env` names others), stopped as in production."""
+    return started(cmd, port, env=env, cwd=ROOT, timeout_s=180, drain_s=30)
 
 
 # ---------- the client ----------
@@ -175,11 +150,10 @@ TARGETS = {"student": "/predict?model=student", "teacher": "/predict/teacher", "
 def compare(args) -> dict:
     wav = three_second_wav()
     ours, base = args.port, args.port + 1
-    servers = [start(service_cmd(ours), ours),
-               start([sys.executable, "-m", "benchmarks.naive_server", "--port", str(base)], base)]
     targets = {**{k: (ours, p) for k, p in TARGETS.items()}, "baseline (torch, naive)": (base, "/predict")}
     table = {}
-    try:
+    with serving(ser_serve(ours), ours), \
+            serving([sys.executable, "-m", "benchmarks.naive_server", "--port", str(base)], base):
         for port, path in targets.values():   # warm-up
             load(port, multipart_request(path, port, wav), 1, 1.0)
         for c in args.concurrency:
@@ -190,9 +164,6 @@ def compare(args) -> dict:
             for name, rows in rounds.items():
                 table[f"{name} @ {c}"] = {"target": name, "connections": c, **median_row(rows)}
                 print(json.dumps(table[f"{name} @ {c}"]), flush=True)
-    finally:
-        for p in servers:
-            stop(p)
     print("\n| target | connections | requests/s (median round) | p50 ms | p95 ms | p99 ms | requests/s per round |\n"
           "|---|---|---|---|---|---|---|")
     for r in table.values():
@@ -209,24 +180,20 @@ def median_row(rows: list[dict]) -> dict:
 
 def saturate(args) -> dict:
     port, wav = args.port, three_second_wav()
-    proc = start(service_cmd(port), port)
-    try:
+    with serving(ser_serve(port), port) as proc:
         req = multipart_request(TARGETS["student"], port, wav)
         load(port, req, 1, 1.0)
         r = load(port, req, args.connections, args.seconds, retry_after=args.retry_after)
         row = {"connections": args.connections, "seconds": args.seconds, "retry_after": args.retry_after, **r.row(),
                "rss_mb": round(rss_mb(proc.pid))}
-    finally:
-        stop(proc)
     print(json.dumps(row))
     return row
 
 
 def soak(args) -> dict:
     port, wav = args.port, three_second_wav()
-    proc = start(service_cmd(port), port)
     minutes = []
-    try:
+    with serving(ser_serve(port), port) as proc:
         req = multipart_request(TARGETS["student"], port, wav)
         load(port, req, 1, 2.0)
         rate = args.rate or args.share * load(port, req, args.connections, 15).row()["ok_per_s"]
@@ -236,8 +203,6 @@ def soak(args) -> dict:
             r = load(port, req, args.connections, 60, rate=rate)
             minutes.append({"minute": m + 1, **r.row(), "rss_mb": round(rss_mb(proc.pid), 1)})
             print(json.dumps(minutes[-1]), flush=True)
-    finally:
-        stop(proc)
     growth = (minutes[-1]["rss_mb"] - minutes[0]["rss_mb"]) / minutes[0]["rss_mb"] * 100
     summary = {"rate": round(rate, 1), "rss_start_mb": round(rss0, 1), "rss_first_minute_mb": minutes[0]["rss_mb"],
                "rss_end_mb": minutes[-1]["rss_mb"], "rss_growth_after_first_minute_pct": round(growth, 2),
@@ -252,16 +217,13 @@ def grid(args) -> dict:
         for t in args.threads:
             port = args.port
             env = {"SER_INTRA_OP_THREADS": str(t)}
-            proc = start(service_cmd(port, w), port, env)
-            try:
+            with serving(ser_serve(port, w), port, env):
                 for name in ("student", "teacher"):
                     req = multipart_request(TARGETS[name], port, wav)
                     load(port, req, 2, 1.0)
                     table[f"{name} w{w} t{t}"] = {"target": name, "workers": w, "threads": t,
                                                   **load(port, req, args.connections, args.seconds).row()}
                     print(json.dumps(table[f"{name} w{w} t{t}"]), flush=True)
-            finally:
-                stop(proc)
     print("\n| target | workers | intra-op threads | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
     for r in table.values():
         print(f"| {r['target']} | {r['workers']} | {r['threads']} | {r['ok_per_s']} | {r['p50_ms']} | {r['p99_ms']} |")

@@ -23,15 +23,21 @@ import torch
 import uvicorn
 from fastapi import FastAPI, File, UploadFile
 
-from benchmarks.torch_student import check_parity, load_torch_student
+from benchmarks.torch_student import load_torch_student
+from export.onnx_export import check_parity
 from service.audio import windows_for
+from service.bundle import MODEL_FILE
 from service.labels import LABELS
+
+PARITY_TOLERANCE = 1e-3   # max |logit difference|: the rebuilt network must be the shipped one
 
 
 def build_app(bundle: Path) -> FastAPI:
     model = load_torch_student(bundle)
     rng = np.random.default_rng(0)
-    check_parity(model, bundle, (0.1 * rng.standard_normal((2, 48_000))).astype(np.float32))
+    delta = check_parity(model, bundle / MODEL_FILE, (0.1 * rng.standard_normal((2, 48_000))).astype(np.float32))
+    if delta > PARITY_TOLERANCE:
+        raise ValueError(f"{bundle}: the torch model differs from {MODEL_FILE} by {delta:.2e} (> {PARITY_TOLERANCE})")
     app = FastAPI()
 
     @app.post("/predict")

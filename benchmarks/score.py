@@ -25,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -38,19 +37,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from benchmarks.load import service_cmd, start, stop
+from benchmarks.load import serving
+from devtools.audio import voice
+from devtools.data import RAVDESS_DIR
+from devtools.process import cpu_s, finished_children_cpu_s
+from devtools.server import ser_serve
 from service.settings import Settings
-from tests.support.audio import voice
 
 ROOT = Path(__file__).resolve().parents[1]
-
-RAVDESS = ROOT / ".." / "shared" / "data" / "ravdess"
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def archive(n: int, tmp: Path) -> list[str]:
     """`n` distinct paths: the corpus's clips, and links to them under other names past its size."""
-    found = sorted(str(p.resolve()) for p in RAVDESS.glob("Actor_*/*.flac"))
+    found = sorted(str(p.resolve()) for p in RAVDESS_DIR.glob("Actor_*/*.flac"))
     (tmp / "more").mkdir()
     if found:
         for i in range(len(found), n):
@@ -59,10 +58,6 @@ def archive(n: int, tmp: Path) -> list[str]:
     for i in range(n):
         sf.write(tmp / "more" / f"{i:06d}.flac", voice(3.7, sr=48_000, seed=i), 48_000)
     return sorted(str(p) for p in (tmp / "more").iterdir())
-
-
-def cpu_s(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_ray(manifest: str, out: str, student: str, workers: int) -> dict:
@@ -93,19 +88,13 @@ def engine(name: str, manifest: Path, tmp: Path, student: str, workers: int) -> 
         cmd = [sys.executable, "-m", "benchmarks.score", "--ray-only", "--manifest", str(manifest), "--out", str(out),
                "--student", student, "--workers", str(workers)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    cpu0, t0 = cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)), time.perf_counter()
+    cpu0, t0 = finished_children_cpu_s(), time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=1800, cwd=ROOT)
-    result = {"seconds": time.perf_counter() - t0, "cpu_s": cpu_s(resource.getrusage(resource.RUSAGE_CHILDREN)) - cpu0}
+    result = {"seconds": time.perf_counter() - t0, "cpu_s": finished_children_cpu_s() - cpu0}
     if name == "ray":   # its CPU time is Ray's processes', not the child's: not counted
         result = json.loads(done.stdout.strip().splitlines()[-1])
     labels = {r["path"]: r["label"] for r in pq.read_table(out, columns=["path", "label"]).to_pylist()}
     return result, labels
-
-
-def process_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS   # utime, stime of every thread
 
 
 def predict(files: list[str], port: int, connections: int, server_pid: int) -> tuple[dict, dict]:
@@ -129,13 +118,13 @@ def predict(files: list[str], port: int, connections: int, server_pid: int) -> t
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(connections)]
-    cpu0, t0 = process_cpu_s(server_pid) + time.process_time(), time.perf_counter()
+    cpu0, t0 = cpu_s(server_pid) + cpu_s(), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "cpu_s": process_cpu_s(server_pid) + time.process_time() - cpu0}, labels
+    return {"seconds": seconds, "cpu_s": cpu_s(server_pid) + cpu_s() - cpu0}, labels
 
 
 def main() -> None:
@@ -148,33 +137,32 @@ def main() -> None:
     ap.add_argument("--ray-only", action="store_true", help=argparse.SUPPRESS)   # the Ray engine, in a child
     ap.add_argument("--manifest", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    ap.add_argument("--student", default=str(ROOT / Settings().student_bundle), help="bundle for all three")
+    ap.add_argument("--student", default=str(Settings().student_bundle), help="bundle for all three")
     args = ap.parse_args()
     if args.ray_only:
         print(json.dumps(run_ray(args.manifest, args.out, args.student, args.workers)))
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="score-bench-"))
-    server = start(service_cmd(args.port), args.port, env={"SER_STUDENT_BUNDLE": args.student})
     http_name = f"/predict, {args.connections} connections"
     runs: dict[str, list[dict]] = {"local engine": [], "Ray engine (local Ray)": [], http_name: []}
     ray_start, disagree = [], 0
     try:
-        files = archive(args.files, tmp)
-        manifest = tmp / "files.csv"
-        manifest.write_text("path\n" + "".join(f"{f}\n" for f in files))
-        for r in range(args.rounds):
-            loc, want = engine("local", manifest, tmp, args.student, args.workers)
-            ray, got_ray = engine("ray", manifest, tmp, args.student, args.workers)
-            ray_start.append(ray.pop("start_s"))
-            web, got_web = predict(files, args.port, args.connections, server.pid)
-            for name, result in zip(runs, (loc, ray, web)):
-                runs[name].append(result)
-            disagree += sum(got_ray[f] != want[f] for f in want) + sum(got_web[f] != want[f] for f in want)
-            print(json.dumps({"round": r, **{k: round(len(files) / v[-1]["seconds"], 1) for k, v in runs.items()}}),
-                  flush=True)
+        with serving(ser_serve(args.port), args.port, {"SER_STUDENT_BUNDLE": args.student}) as server:
+            files = archive(args.files, tmp)
+            manifest = tmp / "files.csv"
+            manifest.write_text("path\n" + "".join(f"{f}\n" for f in files))
+            for r in range(args.rounds):
+                loc, want = engine("local", manifest, tmp, args.student, args.workers)
+                ray, got_ray = engine("ray", manifest, tmp, args.student, args.workers)
+                ray_start.append(ray.pop("start_s"))
+                web, got_web = predict(files, args.port, args.connections, server.pid)
+                for name, result in zip(runs, (loc, ray, web)):
+                    runs[name].append(result)
+                disagree += sum(got_ray[f] != want[f] for f in want) + sum(got_web[f] != want[f] for f in want)
+                print(json.dumps({"round": r, **{k: round(len(files) / v[-1]["seconds"], 1) for k, v in runs.items()}}),
+                      flush=True)
     finally:
-        stop(server)
         shutil.rmtree(tmp, ignore_errors=True)
     report(runs, len(files), args, statistics.median(ray_start), disagree, http_name)
 

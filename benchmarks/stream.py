@@ -35,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.load import load, multipart_request, run_mode, service_cmd, start, stop, three_second_wav
+from benchmarks.load import load, multipart_request, run_mode, serving, three_second_wav
+from devtools.data import RAVDESS_CLIP as CLIP
+from devtools.process import cpu_s
+from devtools.server import ser_serve
 from service.audio import SAMPLE_RATE, load_audio, window_starts
-from tests.support.data import RAVDESS_CLIP as CLIP
 
 FRAME_S = 0.1
 WINDOW_S = 3.0   # the shipped student's window
@@ -122,28 +124,15 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def cpu_s(pid: int | None = None) -> float:
-    """CPU seconds (user + system) a process has used: the server's, or this one's."""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def held(args) -> dict:
     port = args.port
-    proc = start(service_cmd(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)})
-    try:
+    with serving(ser_serve(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)}) as proc:
         asyncio.run(many_streams(f"ws://127.0.0.1:{port}", 2, 4.0, args.hop))   # warm-up
         t0, server0, client0 = time.monotonic(), cpu_s(proc.pid), cpu_s()
         results = asyncio.run(many_streams(f"ws://127.0.0.1:{port}", args.streams, args.seconds, args.hop))
         wall = time.monotonic() - t0
         server_cpu, client_cpu = cpu_s(proc.pid) - server0, cpu_s() - client0
         load = os.getloadavg()[0]
-    finally:
-        stop(proc)
     server = [x for r in results for x in r.server_lag_ms]
     client = [x for r in results for x in r.client_lag_ms]
     first = [r.first_event_s * 1000 for r in results if r.first_event_s is not None]
@@ -165,10 +154,9 @@ def held(args) -> dict:
 
 def share(args) -> dict:
     port = args.port
-    proc = start(service_cmd(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)})
     request = multipart_request("/predict?model=student", port, three_second_wav())
     alone, beside, streamed = [], [], []
-    try:
+    with serving(ser_serve(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)}):
         load(port, request, 1, 1.0)   # warm-up
         for _ in range(args.rounds):
             alone.append(load(port, request, args.connections, args.seconds).row()["ok_per_s"])
@@ -180,8 +168,6 @@ def share(args) -> dict:
             beside.append(load(port, request, args.connections, args.seconds).row()["ok_per_s"])
             streams.join()
             streamed.append(sum(r.close_code == 1000 and r.windows == r.expected for r in results))
-    finally:
-        stop(proc)
     row = {"streams": args.streams, "connections": args.connections, "seconds": args.seconds,
            "predict_per_s_alone": alone, "predict_per_s_with_streams": beside, "streams_held": streamed,
            "ratio_of_medians": round(float(np.median(beside) / np.median(alone)), 3)}

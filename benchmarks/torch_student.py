@@ -3,7 +3,7 @@
 The bundle records the LiteCNN config it was trained with; the weights come from model.onnx
 itself. Export folded each BatchNorm that follows a 1x1 convolution into that convolution, so
 here those convolutions take the folded weights and their BatchNorm becomes the identity plus
-the folded bias: the same network, checked against onnxruntime on real windows at load.
+the folded bias: the same network, checked against onnxruntime at load (export's parity check).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -43,17 +42,3 @@ def load_torch_student(bundle: Path) -> LiteCNN:
         state[f"{bn}.running_var"] = torch.full_like(weights[b], 1 - eps)   # (x - 0) / sqrt(1 - eps + eps) = x
     model.load_state_dict(state)
     return model
-
-
-def check_parity(model: LiteCNN, bundle: Path, windows: np.ndarray, tolerance: float = 1e-3) -> float:
-    """Max |logit difference| between the torch model and onnxruntime on (W, samples) windows."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
-    ref = sess.run(None, {sess.get_inputs()[0].name: windows})[0]
-    with torch.no_grad():
-        out = model(torch.from_numpy(windows)).numpy()
-    diff = float(np.abs(out - ref).max())
-    if diff > tolerance:
-        raise ValueError(f"{bundle}: the torch model differs from model.onnx by {diff} (> {tolerance})")
-    return diff

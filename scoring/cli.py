@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from service.cli import HelpFormatter
+from service.shipped import MODELS_HELP
 
 ROW_GROUP = 1000    # rows per row group: what a kill -9 can lose at most
 FLUSH_S = 60.0      # ... and at most this much work on a slow model
@@ -22,7 +23,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     fmt = sinks.format_for(args.out, args.format)
     if args.engine == "ray" and fmt != "parquet":
-        raise ValueError("--engine ray writes Parquet only (a folder of part files); name --out .parquet")
+        raise ValueError("--engine ray writes Parquet only: name --out a folder (a Parquet dataset)")
     options = _options(args)
     labels = bundle_labels(options)
     found = inp.collect(args.inputs)
@@ -30,6 +31,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     table = with_carried_names(found.table, reserved)
     schema = output_schema(labels, args.segments, [f for f in table.schema if f.name not in ("path", inp.SOURCE)])
     say = (lambda *a: None) if args.quiet else (lambda msg: print(f"ser score: {msg}", file=sys.stderr))
+    if fmt == "parquet" and (note := sinks.dataset_note(args.out)):
+        say(note)
     if found.other_files:
         say(f"left out {_files(found.other_files)} in the folders whose extension is not audio "
             f"({' '.join(inp.AUDIO_EXTENSIONS)})")
@@ -87,11 +90,11 @@ def _options(args: argparse.Namespace):
     from service.cli import settings_from
 
     s = settings_from(args)   # the service's defaults, then SER_* variables, then the flags given
-    teacher = s.teacher_bundle
-    if args.model == "teacher" and (teacher is None or not teacher.exists()):
-        raise ValueError(f"--model teacher: no teacher bundle at {teacher}; pass --teacher")
-    use_teacher = args.model != "student" and teacher is not None and teacher.exists()
-    return Options(student=str(s.student_bundle), teacher=str(teacher) if use_teacher else None, model=args.model,
+    teacher = s.teacher_folder() if args.model != "student" else None
+    if args.model == "teacher" and teacher is None:
+        raise ValueError(f"--model teacher: no teacher (SER_TEACHER_BUNDLE=none, or no teacher/ in {s.models_dir}); "
+                         "pass --teacher")
+    return Options(student=str(s.student_folder()), teacher=str(teacher) if teacher else None, model=args.model,
                    fallback_threshold=s.fallback_threshold, max_duration_s=args.max_duration_s,
                    segments=args.segments)
 
@@ -99,19 +102,22 @@ def _options(args: argparse.Namespace):
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", formatter_class=HelpFormatter,
                        help="score every file of an archive into a Parquet, CSV or JSON-lines table",
-                       description="One row per input file: label, confidence, every label's probability, "
-                                   "duration, model, and error_code/error_message for a file that cannot be used.")
+                       description="One row per input file: its path (absolute, or as a manifest gives it), label, "
+                                   "confidence, every label's probability, duration, model, and "
+                                   "error_code/error_message for a file that cannot be used.", epilog=MODELS_HELP)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, folders (recursive: .wav .flac .ogg .opus .mp3), globs ('calls/**/*.wav'), "
                         "pyarrow filesystem URIs (s3://bucket/calls/), or CSV/Parquet manifests with a 'path' "
                         "column (relative to the manifest; its other columns are carried to the output)")
     p.add_argument("--out", required=True,
-                   help="output: a folder of Parquet parts (.parquet), or one .csv or .jsonl file")
+                   help="output: a folder, written as a Parquet dataset (part files that read as one table), "
+                        "or one .csv or .jsonl file")
     p.add_argument("--format", choices=("parquet", "csv", "jsonl"), help="default: from the extension of --out")
     p.add_argument("--model", choices=("student", "teacher", "auto"), default="student",
                    help="auto: the student, and the teacher below the fallback threshold, as /predict")
-    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
-    p.add_argument("--teacher", type=Path, help="teacher bundle folder (default: SER_TEACHER_BUNDLE or models/teacher)")
+    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE, or the shipped one)")
+    p.add_argument("--teacher", type=Path, help="teacher bundle folder, or 'none' (default: SER_TEACHER_BUNDLE, "
+                   "or the shipped one)")
     p.add_argument("--fallback-threshold", type=float,
                    help="auto asks the teacher below this student confidence (default: SER_FALLBACK_THRESHOLD, else the shipped value)")
     p.add_argument("--segments", action="store_true", help="add per-window results as a list column")

@@ -52,7 +52,7 @@ def collect(args: list[str]) -> Inputs:
             manifests.append(read_manifest(arg))
             continue
         found, skipped = _expand(arg)
-        plain.extend(found)
+        plain.extend(f if is_uri(f) else os.path.abspath(f) for f in found)   # rows name files wherever run
         other += skipped
     parts = manifests + ([pa.table({"path": plain, SOURCE: plain})] if plain else [])
     if not parts:

@@ -26,13 +26,23 @@ PART = re.compile(r"part-(\d{6})\.parquet$")
 
 
 def format_for(out: str, given: str | None) -> str:
+    """--format, else from --out: a name without an extension (or .parquet) is a Parquet dataset folder."""
     if given:
         return given
-    fmt = EXTENSIONS.get(os.path.splitext(out.rstrip("/"))[1].lower())
+    ext = os.path.splitext(out.rstrip("/"))[1].lower()
+    fmt = EXTENSIONS.get(ext) or ("parquet" if not ext else None)
     if fmt is None:
-        raise ValueError(f"--out {out}: cannot tell the format from the extension; "
-                         f"name it .parquet, .csv or .jsonl, or pass --format")
+        raise ValueError(f"--out {out}: cannot tell the format from the extension; name a folder "
+                         f"(a Parquet dataset), or a .csv or .jsonl file, or pass --format")
     return fmt
+
+
+def dataset_note(out: str) -> str | None:
+    """What to tell a user whose Parquet --out is named like one file: it is a folder."""
+    if os.path.splitext(out.rstrip("/"))[1].lower() in (".parquet", ".pq"):
+        return (f"--out {out} is a folder of Parquet part files (a dataset), not one file; read it as one "
+                f"table (pd.read_parquet, or '{out.rstrip('/')}/*.parquet')")
+    return None
 
 
 def _folder(out: str) -> tuple[pafs.FileSystem, str]:

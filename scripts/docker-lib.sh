@@ -4,10 +4,10 @@
 #   ensure_compose   set COMPOSE to "docker compose" (v2) or "docker-compose" (v1, installed when
 #                    neither is there)
 #   wait_ready, wait_healthy   wait for a container's /readyz, or its HEALTHCHECK, within a limit
-#   SAMPLE_CLIP      the real clip the checks POST (angry, RAVDESS actor 01), beside the checkout
+#   SAMPLE_CLIP      the real clip the checks POST: the example shipped in examples/ (angry, RAVDESS)
 
 DOCKERD_PID=""
-SAMPLE_CLIP=../shared/data/ravdess/Actor_01/03-01-05-01-01-01-01.flac
+SAMPLE_CLIP=examples/angry.flac
 
 apt_install() {
     echo "installing: $*"

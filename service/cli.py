@@ -15,6 +15,8 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from service.shipped import MODELS_HELP
+
 COMMANDS_GROUP = "ser.commands"   # entry points: NAME = "package.module:register"
 
 
@@ -53,7 +55,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from service.inference import OnnxModel, rounded
 
     settings = settings_from(args)
-    model = OnnxModel(load_bundle(settings.student_bundle), intra_threads=settings.intra_op_threads)
+    model = OnnxModel(load_bundle(settings.student_folder()), intra_threads=settings.intra_op_threads)
     status = 0
     for f in args.files:
         try:
@@ -75,18 +77,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """The serving layer's subcommands."""
     p = sub.add_parser("serve", help="run the HTTP service (settings also from SER_* variables)",
-                       formatter_class=HelpFormatter)
+                       formatter_class=HelpFormatter, epilog=MODELS_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port; the ready line names it)")
-    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
-    p.add_argument("--teacher", type=Path,
-                   help="teacher bundle folder (default: SER_TEACHER_BUNDLE or models/teacher, when it exists)")
+    p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE, or the shipped one)")
+    p.add_argument("--teacher", type=Path, help="teacher bundle folder, or 'none' for the student alone "
+                   "(default: SER_TEACHER_BUNDLE, or the shipped one)")
     p.set_defaults(func=cmd_serve, needs_extra="serve")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files with a bundle (one JSON line each)",
-                       formatter_class=HelpFormatter)
+                       formatter_class=HelpFormatter, epilog=MODELS_HELP)
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files: WAV, FLAC, OGG/Vorbis, OGG/Opus, MP3")
-    p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE or models/student-int8)")
+    p.add_argument("--bundle", type=Path, help="bundle folder (default: SER_STUDENT_BUNDLE, or the shipped student)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: SER_INTRA_OP_THREADS, as for serve)")
     p.set_defaults(func=cmd_predict, needs_extra="serve")
 

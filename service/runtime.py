@@ -9,7 +9,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from service.answer import Answer, ModelChoice, Models
-from service.bundle import BundleError, load_bundle
+from service.bundle import load_bundle
 from service.errors import ApiError
 from service.inference import OnnxModel
 from service.metrics import Metrics
@@ -101,14 +101,12 @@ class Runtime:
         """Load and warm up the bundles; raises BundleError (fail fast) on a bad bundle."""
         s = self.settings
         threads = dict(intra_threads=s.intra_op_threads, inter_threads=s.inter_op_threads)
-        if not s.student_bundle.is_dir():
-            raise BundleError(f"no student bundle folder at {s.student_bundle.resolve()}: run `ser serve` in the "
-                              "folder that holds models/, or set SER_STUDENT_BUNDLE (or --student)")
-        self.student = OnnxModel(load_bundle(s.student_bundle), **threads)
-        if s.teacher_bundle is not None and s.teacher_bundle.exists():
-            self.teacher = OnnxModel(load_bundle(s.teacher_bundle), **threads)
+        self.student = OnnxModel(load_bundle(s.student_folder()), **threads)
+        teacher = s.teacher_folder()
+        if teacher is not None:
+            self.teacher = OnnxModel(load_bundle(teacher), **threads)
         else:
-            log.warning("no teacher bundle at %s: serving student-only", s.teacher_bundle)
+            log.warning("no teacher (SER_TEACHER_BUNDLE=none, or no teacher/ in %s): serving student-only", s.models_dir)
         for m in self.models():
             m.warm_up()
             b = m.bundle

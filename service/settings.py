@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service import shipped
+from service.bundle import BundleError
 from service.fallback import DEFAULT_THRESHOLD
 
-DEFAULT_STUDENT = Path("models/student-int8")   # 0.65x the float forward time, same accuracy (docs/performance.md)
-DEFAULT_TEACHER = Path("models/teacher")
 UPLOAD_LARGE_SHARE = 0.75   # of SER_MAX_INFLIGHT_BYTES that uploads over 1 MB may hold together
 
 
@@ -18,11 +18,13 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a bad SER_API_KEY must not be echoed into a start-up log.
     model_config = SettingsConfigDict(env_prefix="SER_", extra="forbid", hide_input_in_errors=True)
 
-    # Relative paths resolve from the working directory, not from where the code is installed:
-    # `ser serve` run in a checkout (or in the image's /app) finds models/ there.
-    student_bundle: Path = DEFAULT_STUDENT
-    # The teacher is optional: when this folder does not exist (or is None) the service runs student-only.
-    teacher_bundle: Path | None = DEFAULT_TEACHER
+    # The default bundles' folder (service/shipped.py): the models/ shipped with the code.
+    models_dir: Path = shipped.MODELS_DIR
+    # None: student-int8/ in models_dir. A relative path resolves from the working directory.
+    student_bundle: Path | None = None
+    # Unset: teacher/ in models_dir when it exists, else student-only. A folder named here must
+    # exist (start-up fails naming it: a typo never turns the teacher off); "none" or None: student-only.
+    teacher_bundle: Path | None = None
     intra_op_threads: int = Field(1, ge=1, le=64)     # per session; onnxruntime ignores cgroup limits
     inter_op_threads: int = Field(1, ge=1, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
@@ -46,6 +48,32 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
 
+    @field_validator("teacher_bundle", mode="before")
+    @classmethod
+    def _none_is_student_only(cls, v: object) -> object:
+        return None if v is None or str(v).strip().lower() == shipped.NO_TEACHER else v
+
+    @model_validator(mode="after")
+    def _default_bundles(self) -> Settings:
+        if self.student_bundle is None:
+            self.student_bundle = self.models_dir / shipped.STUDENT
+        if "teacher_bundle" not in self.model_fields_set:
+            default = self.models_dir / shipped.TEACHER
+            self.teacher_bundle = default if default.is_dir() else None
+        return self
+
+    def student_folder(self) -> Path:
+        """The student's bundle folder; BundleError naming it when it does not exist."""
+        return _existing(self.student_bundle, "student", "set SER_STUDENT_BUNDLE (--student, --bundle), or "
+                         f"SER_MODELS_DIR to a folder holding {shipped.STUDENT}/")
+
+    def teacher_folder(self) -> Path | None:
+        """The teacher's bundle folder, None for student-only; BundleError naming it when it does not exist."""
+        if self.teacher_bundle is None:
+            return None
+        return _existing(self.teacher_bundle, "teacher", "set SER_TEACHER_BUNDLE (--teacher) to a bundle folder, "
+                         f"or to '{shipped.NO_TEACHER}' to serve the student alone")
+
     @model_validator(mode="after")
     def _one_upload_fits_the_budget(self) -> Settings:
         if self.max_inflight_bytes < self.max_upload_bytes / UPLOAD_LARGE_SHARE:
@@ -66,3 +94,9 @@ class Settings(BaseSettings):
         if not (secret.isascii() and secret.isprintable()):
             raise ValueError("SER_API_KEY must be printable ASCII (no control or non-ASCII characters)")
         return SecretStr(secret)
+
+
+def _existing(folder: Path, role: str, how: str) -> Path:
+    if not folder.is_dir():
+        raise BundleError(f"no {role} bundle folder at {folder.resolve()}: {how}")
+    return folder

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.bundles import ConstantLogits, make_bundle
-from tests.support.data import RAVDESS_CLIP
-from tests.support.server import running_server
+from devtools.data import RAVDESS_CLIP
+from devtools.server import running_server
 
 
 @pytest.fixture(scope="session")

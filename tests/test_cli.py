@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 from tests.support.corpora import make_manifest_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "angry.flac"
 
 # Run `ser` as if torch were not installed: an import of it fails as a missing module does.
 WITHOUT_TORCH = "import sys; sys.modules['torch'] = None; from service.cli import main; sys.exit(main())"
@@ -56,6 +61,42 @@ def test_predict_files(student_bundle, tmp_path, ravdess_clip):
     assert r.returncode == 1   # one file failed
     assert lines[0]["label"] in student_bundle.labels and lines[1]["label"] in student_bundle.labels
     assert "could not decode" in lines[2]["error"]
+
+
+def ser_elsewhere(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`ser` run in a folder outside the checkout, its code found where an editable install finds it."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**clean, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_predict_in_another_folder_answers_the_example_clip_with_the_shipped_student(tmp_path):
+    from service.audio import load_audio
+    from service.bundle import load_bundle
+    from service.inference import OnnxModel, rounded
+
+    r = ser_elsewhere(tmp_path, "predict", str(EXAMPLE))
+    assert r.returncode == 0, r.stderr
+    [answer] = [json.loads(line) for line in r.stdout.splitlines()]
+    shipped = OnnxModel(load_bundle(ROOT / "models" / "student-int8")).predict(load_audio(EXAMPLE))
+    assert answer["probabilities"] == {k: rounded(v) for k, v in shipped.probabilities.items()}
+    assert answer["label"] == "angry"   # the clip's own label (the README shows this answer)
+    assert "CC BY-NC-SA 4.0" in (ROOT / "examples" / "README.md").read_text()   # its attribution beside it
+
+
+def test_help_says_where_the_default_models_are():
+    for cmd in ("serve", "predict"):
+        out = " ".join(ser(cmd, "--help").stdout.split())
+        assert "SER_MODELS_DIR" in out and str(ROOT / "models") in out.replace("- ", "-")
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_serve_with_a_named_teacher_that_does_not_exist_stops_naming_it(how, tmp_path):
+    """A typo never turns the teacher off: student-only is asked for with `none`."""
+    args, env = (["--teacher", "/nonexistent"], {}) if how == "flag" else ([], {"SER_TEACHER_BUNDLE": "/nonexistent"})
+    r = ser_elsewhere(tmp_path, "serve", "--port", "0", *args, **env)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "no teacher bundle folder at /nonexistent" in r.stderr and "'none'" in r.stderr
 
 
 def test_predict_names_a_missing_file(student_bundle, tmp_path):

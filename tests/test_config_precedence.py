@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,22 @@ def test_serve_and_predict_take_ser_variables_unless_a_flag_is_given(monkeypatch
     assert (str(predict.student_bundle), predict.intra_op_threads) == ("from/env", 3)
     predict = settings_from(parse("predict", "a.wav", "--bundle", "b", "--threads", "1"))
     assert (str(predict.student_bundle), predict.intra_op_threads) == ("b", 1)
+
+
+def test_default_bundles_are_in_ser_models_dir_and_none_asks_for_the_student_alone(monkeypatch, tmp_path):
+    shipped = settings_from(parse("serve"))
+    assert shipped.models_dir == Path(__file__).resolve().parents[1] / "models"   # found from the code, not the cwd
+    (tmp_path / "teacher").mkdir()
+    monkeypatch.setenv("SER_MODELS_DIR", str(tmp_path))
+    s = settings_from(parse("serve"))
+    assert (s.student_bundle, s.teacher_bundle) == (tmp_path / "student-int8", tmp_path / "teacher")
+    assert settings_from(parse("serve", "--teacher", "none")).teacher_bundle is None
+    monkeypatch.setenv("SER_TEACHER_BUNDLE", "None")
+    assert settings_from(parse("serve")).teacher_bundle is None
+    assert settings_from(parse("serve", "--teacher", "t")).teacher_bundle == Path("t")   # the flag wins
+    monkeypatch.delenv("SER_TEACHER_BUNDLE")
+    (tmp_path / "teacher").rmdir()
+    assert settings_from(parse("serve")).teacher_bundle is None   # no teacher/ in it: student-only, not an error
 
 
 def test_unknown_keys_are_errors_that_list_the_fields(tmp_path):

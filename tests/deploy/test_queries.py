@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from scripts.check_queries import DASHBOARD, RULES, check_all, check_until_clean
-from tests.support.audio import voice, wav_bytes
-from tests.support.data import RAVDESS_CLIP
+from devtools.audio import voice, wav_bytes
+from devtools.data import RAVDESS_CLIP
 from tests.support.prometheus import prometheus_binary, running_prometheus
 
 REPO = Path(__file__).resolve().parents[2]

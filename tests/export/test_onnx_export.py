@@ -9,7 +9,7 @@ import torch
 
 from export.onnx_export import check_parity, export_onnx
 from service.audio import load_audio, windows_for
-from tests.support.audio import voice
+from devtools.audio import voice
 from training.student import LiteCNN
 
 

@@ -22,9 +22,9 @@ import soundfile as sf
 from service.bundle import load_bundle
 from scoring.progress import Progress
 from service.cli import main
-from tests.support.audio import encode, voice
-from tests.support.data import RAVDESS_DIR
-from tests.support.server import running_server
+from devtools.audio import encode, voice
+from devtools.data import RAVDESS_DIR
+from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_STUDENT = ROOT / "models" / "student-int8"
@@ -115,6 +115,20 @@ def test_csv_and_jsonl_hold_the_same_rows_as_parquet(tmp_path, student_bundle):
             assert float(got[p]["prob_sad"]) == r["prob_sad"] and json.loads(got[p]["segments"]) == r["segments"]
 
 
+def test_out_names_a_dataset_folder_and_rows_name_absolute_paths(tmp_path, student_bundle, monkeypatch, capsys):
+    clips(tmp_path / "in", 2)
+    monkeypatch.chdir(tmp_path)   # inputs named relative to it
+    student = ["--student", str(student_bundle.path)]
+    assert main(["score", "in", "--out", "scores", *student]) == 0
+    assert len(list((tmp_path / "scores").glob("part-*.parquet"))) == 1
+    assert sorted(by_path(tmp_path / "scores")) == [str(tmp_path / "in" / f"clip000{i}.wav") for i in range(2)]
+    assert "folder of Parquet part files" not in capsys.readouterr().err
+    assert main(["score", "in", "--out", "s.parquet", *student]) == 0
+    assert "--out s.parquet is a folder of Parquet part files (a dataset), not one file" in capsys.readouterr().err
+    assert main(["score", "in", "--out", "s.txt", *student]) == 2
+    assert "name a folder (a Parquet dataset), or a .csv or .jsonl file" in capsys.readouterr().err
+
+
 def test_globs_and_uris(tmp_path, student_bundle):
     paths = clips(tmp_path / "in", 3)
     assert score(str(tmp_path / "in" / "clip000[01].wav"), f"file://{paths[2]}", "--out", tmp_path / "o.jsonl",
@@ -157,7 +171,7 @@ def test_agrees_with_predict_on_every_probability(tmp_path, model, unsure_studen
         for f in files:
             r = httpx.post(f"{base}/predict", params={"model": model, "segments": "true"},
                            files={"file": (f.name, f.read_bytes())}, timeout=30)
-            row = rows[str(f)]
+            row = rows[os.path.abspath(f)]   # rows name files by absolute path
             if r.status_code != 200:
                 assert row["error_code"] == r.json()["error"]["code"] and row["label"] is None
                 continue

@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from tests.support.audio import voice
-from tests.support.server import free_port
+from devtools.audio import voice
+from devtools.server import free_port
 
 pytest.importorskip("ray", reason="the [scale] extras are not installed")
 pytestmark = pytest.mark.slow   # each run starts a local Ray: ~15 s on 2 cores

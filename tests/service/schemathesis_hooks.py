@@ -16,10 +16,10 @@ import schemathesis
 from hypothesis import strategies as st
 from schemathesis.core.parameters import ParameterLocation
 
+from devtools.audio import encode, voice
+from devtools.data import RAVDESS_DIR
 from service.audio import load_audio
 from service.oip import HEADER_LENGTH
-from tests.support.audio import encode, voice
-from tests.support.data import RAVDESS_DIR
 
 FORMATS = {"audio/wav": ("WAV", "PCM_16"), "audio/x-wav": ("WAV", "PCM_16"), "audio/flac": ("FLAC", "PCM_16"),
            "audio/ogg": ("OGG", "VORBIS"), "audio/mpeg": ("MP3", "MPEG_LAYER_III"),

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from service.app import create_app
 from service.settings import Settings
-from tests.support.audio import encode, voice, wav_bytes
+from devtools.audio import encode, voice, wav_bytes
 from tests.support.client import client_for
 
 

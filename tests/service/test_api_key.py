@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from service.app import create_app
 from service.cli import main
 from service.settings import Settings
-from tests.support.audio import wav_bytes
+from devtools.audio import wav_bytes
 
 KEY = "a-key-of-thirty-two-characters.."
 

@@ -13,7 +13,7 @@ from service.audio import (SAMPLE_RATE, AudioError, batches_for, frame_windows, 
                            windows_for)
 from service.inference import MAX_BATCH, OnnxModel
 from service.pcm_wav import PcmWav
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 
 FORMATS = [("WAV", "PCM_U8"), ("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "FLOAT"),
            ("FLAC", "PCM_16"), ("FLAC", "PCM_24"), ("OGG", "VORBIS"), ("OGG", "OPUS"), ("MP3", "MPEG_LAYER_III")]

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.support.audio import wav_bytes
+from devtools.audio import wav_bytes
 from tests.support.client import client_for
 
 ORIGIN = "https://app.example"

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from service.audio import AudioError, load_audio
-from tests.support.audio import encode, silence_file, voice
+from devtools.audio import encode, silence_file, voice
 from tests.support.client import client_for
 
 ADVERTISED = {"WAV", "FLAC", "OGG", "MP3"}

@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from tests.support.audio import encode, voice, wav_bytes
-from tests.support.server import rss_kb, running_server
+from devtools.audio import encode, voice, wav_bytes
+from devtools.process import rss_mb
+from devtools.server import running_server
 
 
 def post_wav(base: str, data: bytes, timeout: float = 60) -> httpx.Response:
@@ -38,10 +40,6 @@ def open_upload(base: str, length: int, first: bytes) -> socket.socket:
 def gauge(base: str, name: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=10).text
     return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(name + " ")))
-
-
-def threads(pid: int) -> int:
-    return int(next(ln.split()[1] for ln in open(f"/proc/{pid}/status") if ln.startswith("Threads:")))
 
 
 def settle(base: str, timeout_s: float = 10) -> None:
@@ -65,13 +63,13 @@ def test_clients_that_leave_mid_upload_or_mid_inference_leak_nothing(student_bun
                 s.close()
             settle(base)
 
-        t0 = threads(proc.pid)
+        t0 = psutil.Process(proc.pid).num_threads()
         storm()
-        rss1 = rss_kb(proc.pid)["VmRSS"]
+        rss1 = rss_mb(proc.pid)
         storm()
         # Worker threads come from anyio's pool, capped at 40: abandoned requests leave none behind.
-        assert threads(proc.pid) <= t0 + 40
-        assert rss_kb(proc.pid)["VmRSS"] - rss1 < 10 * 1024
+        assert psutil.Process(proc.pid).num_threads() <= t0 + 40
+        assert rss_mb(proc.pid) - rss1 < 10
         # Every slot came back: a full burst (1 running + 8 queued) is served without a 503.
         with cf.ThreadPoolExecutor(9) as pool:
             codes = [r.status_code for r in pool.map(lambda _: post_wav(base, wav_bytes(2.0)), range(9))]
@@ -118,8 +116,8 @@ def test_sigterm_under_load_finishes_in_flight_requests_and_refuses_new_ones(stu
         assert proc.wait(30) in (0, -signal.SIGTERM)
 
 
-def start_fails(env_bundle: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {"SER_STUDENT_BUNDLE": str(env_bundle), "SER_TEACHER_BUNDLE": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+def start_fails(student: Path, teacher: Path | str = "none") -> subprocess.CompletedProcess:
+    env = {"SER_STUDENT_BUNDLE": str(student), "SER_TEACHER_BUNDLE": str(teacher), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "service.cli", "serve", "--port", "0"], env=env,
                           capture_output=True, text=True, timeout=60)
 
@@ -132,7 +130,7 @@ def test_a_corrupt_or_missing_bundle_stops_the_real_server_at_start(student_bund
     (corrupt / "model.onnx").write_bytes(bytes(data))
     for folder, message in [(corrupt, "sha256"), (tmp_path / "missing", "no student bundle folder")]:
         t0 = time.monotonic()
-        r = start_fails(folder, tmp_path)
+        r = start_fails(folder)
         assert r.returncode != 0 and time.monotonic() - t0 < 30
         assert str(folder) in r.stderr + r.stdout and message in r.stderr + r.stdout
 
@@ -146,7 +144,9 @@ def test_a_teacher_that_disappears_at_run_time(student_bundle, teacher_bundle, t
         shutil.rmtree(teacher)   # the volume goes away: the loaded session keeps answering
         r = httpx.post(f"{base}/predict/teacher", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
         assert r.status_code == 200 and r.json()["model"]["role"] == "teacher"
-    with running_server(student_bundle, moved) as (base, _):   # restarted without it: student-only
+    r = start_fails(student_bundle.path, teacher)   # restarted without it: the named teacher must exist
+    assert r.returncode != 0 and f"no teacher bundle folder at {teacher}" in r.stderr, r.stderr
+    with running_server(student_bundle) as (base, _):   # student-only, asked for (SER_TEACHER_BUNDLE=none)
         r = httpx.post(f"{base}/predict/teacher", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
         assert r.status_code == 503 and r.json()["error"]["code"] == "teacher_unavailable"
         r = httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=30)

@@ -20,7 +20,7 @@ from service.app import create_app
 from service.audio import AudioError, load_audio
 from service.errors import ERRORS
 from service.settings import Settings
-from tests.support.audio import wav_header
+from devtools.audio import wav_header
 from tests.support.fuzz import SEEDS
 
 # The suite's budget; tests/support/fuzz.py raises it with SER_FUZZ_EXAMPLES.

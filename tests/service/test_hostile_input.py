@@ -1,5 +1,5 @@
 """Hostile and odd input through the real server: decompression bombs with the process's peak
-memory measured, and the whole generated corpus of tests/support/hostile.py."""
+memory measured, and the whole generated corpus of devtools/hostile.py."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import httpx
 import pytest
 
 from service.audio import AudioError, load_audio
-from tests.support.audio import encode, voice
-from tests.support.hostile import bombs, corpus, run_corpus
-from tests.support.server import reset_peak, rss_kb, running_server
+from devtools.audio import encode, voice
+from devtools.hostile import bombs, corpus, run_corpus
+from devtools.process import peak_rss_mb, reset_peak, rss_mb
+from devtools.server import running_server
 
 MB = 1 << 20
 UPLOAD_LIMIT, MAX_DURATION_S = 10_000_000, 60
@@ -36,10 +37,10 @@ def test_every_bomb_is_refused_and_the_peak_memory_stays_bounded(server):
     cases = {c.name.removeprefix("bomb_"): c for c in corpus() if c.group == "bomb"}
     for name, decoded in DECODED.items():
         assert decoded > BOUND   # the bomb really is one: decoding it whole breaks the bound
-        before = rss_kb(proc.pid)["VmRSS"] * 1024
+        before = rss_mb(proc.pid) * MB
         reset_peak(proc.pid)
         [r] = run_corpus(base, [cases[name]])
-        rise = rss_kb(proc.pid)["VmHWM"] * 1024 - before
+        rise = peak_rss_mb(proc.pid) * MB - before
         assert r.ok and r.code == "audio_too_long", (name, r)
         assert rise < BOUND, f"{name}: peak RSS rose {rise / MB:.0f} MB, bound {BOUND / MB:.0f} MB"
         assert rise < len(bombs()[name]) + 16 * MB   # refused from the header: only the upload is held
@@ -48,11 +49,11 @@ def test_every_bomb_is_refused_and_the_peak_memory_stays_bounded(server):
 def test_the_longest_accepted_clip_stays_within_the_bound(server):
     base, proc = server
     data = encode(voice(59.9, 48_000, 2), 48_000, "FLAC")
-    before = rss_kb(proc.pid)["VmRSS"] * 1024
+    before = rss_mb(proc.pid) * MB
     reset_peak(proc.pid)
     r = httpx.post(f"{base}/predict?segments=true", content=data, headers={"content-type": "audio/flac"}, timeout=60)
     assert r.status_code == 200, r.text
-    assert rss_kb(proc.pid)["VmHWM"] * 1024 - before < BOUND
+    assert peak_rss_mb(proc.pid) * MB - before < BOUND
 
 
 @pytest.mark.slow
@@ -64,10 +65,10 @@ def test_the_generated_corpus_gets_the_designed_answers(server):
     wrong = [(r.case.name, r.status, r.code, r.detail) for r in first if not r.ok]
     assert not wrong
     assert all(200 <= r.status < 500 for r in first)
-    rss = rss_kb(proc.pid)["VmRSS"]
+    rss = rss_mb(proc.pid)
     second = run_corpus(base, cases)   # a second pass: nothing leaks per request
     assert all(r.ok for r in second)
-    assert rss_kb(proc.pid)["VmRSS"] - rss < 20 * 1024
+    assert rss_mb(proc.pid) - rss < 20
     assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
     assert httpx.post(f"{base}/predict", files={"file": ("a.wav", encode(voice(2.0), 16_000))}, timeout=30).status_code == 200
 

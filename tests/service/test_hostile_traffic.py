@@ -17,10 +17,11 @@ from prometheus_client.registry import Collector
 
 from service.app import create_app
 from service.settings import Settings
-from tests.support.audio import wav_bytes
+from devtools.audio import wav_bytes
 from tests.support.client import client_for
-from tests.support.http import Request, send
-from tests.support.server import rss_kb, running_server
+from devtools.http import Request, send
+from devtools.process import peak_rss_mb, rss_mb
+from devtools.server import running_server
 
 
 def series(metrics_text: str) -> set[str]:
@@ -115,7 +116,7 @@ def test_stalled_uploads_cannot_exhaust_memory_or_starve_normal_clips(student_bu
         threading.Thread(target=proc.stdout.read, daemon=True).start()   # drain the access log
         clip = wav_bytes(1.0)
         assert httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}).status_code == 200
-        rss0 = rss_kb(proc.pid)["VmRSS"]
+        rss0 = rss_mb(proc.pid)
         with cf.ThreadPoolExecutor(16) as pool:
             uploads = list(pool.map(lambda _: stalled_upload(base, 9_000_000, 9_000_000 - 1_000), range(60)))
         try:
@@ -123,7 +124,7 @@ def test_stalled_uploads_cannot_exhaust_memory_or_starve_normal_clips(student_bu
             answers = [httpx.post(f"{base}/predict", content=clip, headers={"content-type": "audio/wav"}, timeout=30)
                        for _ in range(10)]
             assert [r.status_code for r in answers] == [200] * 10, answers[0].text
-            rise_mb = (rss_kb(proc.pid)["VmHWM"] - rss0) / 1024
+            rise_mb = peak_rss_mb(proc.pid) - rss0
             print(f"{len(held)} stalled uploads held, RSS rise {rise_mb:.0f} MB")
             assert len(held) <= budget * 0.75 // 9_000_000
             assert rise_mb < budget / 1e6 + 32, rise_mb

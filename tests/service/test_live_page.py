@@ -12,10 +12,10 @@ import pytest
 
 from service.audio import load_audio
 from service.labels import LABELS
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, playwright_or_skip
-from tests.support.data import RAVDESS_CLIP
-from tests.support.server import running_server
+from devtools.data import RAVDESS_CLIP
+from devtools.server import running_server
 
 sync_api = playwright_or_skip()
 Image = pytest.importorskip("PIL.Image", reason="Pillow reads the screenshot")

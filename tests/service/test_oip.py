@@ -25,9 +25,9 @@ from service.bundle import load_bundle
 from service.errors import ERRORS, ApiError, protocol_error_body
 from service.oip import HEADER_LENGTH, parse_infer
 from service.settings import Settings
-from tests.support.audio import encode, voice, wav_bytes
+from devtools.audio import encode, voice, wav_bytes
 from tests.support.client import client_for
-from tests.support.server import running_server
+from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "0123456789abcdef0123"

@@ -15,8 +15,8 @@ from service.errors import ERRORS, HTTP_CODES, ApiError
 from service.routes.predict import AUDIO_TYPES
 from service.schemas import EXAMPLES
 from service.settings import Settings
-from tests.support.audio import encode, voice, wav_bytes
-from tests.support.data import RAVDESS_CLIP
+from devtools.audio import encode, voice, wav_bytes
+from devtools.data import RAVDESS_CLIP
 from tests.support.openapi_examples import collect_examples
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"

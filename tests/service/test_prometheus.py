@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.audio import wav_bytes
-from tests.support.data import RAVDESS_CLIP
+from devtools.audio import wav_bytes
+from devtools.data import RAVDESS_CLIP
 from tests.support.prometheus import prometheus_binary, running_prometheus
 
 JOB = "ser"

@@ -7,7 +7,7 @@ import pytest
 import starlette.concurrency
 
 from service.audio import fill
-from tests.support.audio import wav_bytes
+from devtools.audio import wav_bytes
 from tests.support.client import client_for
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from service.bundle import load_bundle
-from tests.support.server import running_server
+from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "schemathesis-key-0123456789"

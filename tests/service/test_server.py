@@ -6,8 +6,8 @@ import signal
 
 import httpx
 
-from tests.support.audio import wav_bytes
-from tests.support.data import RAVDESS_CLIP
+from devtools.audio import wav_bytes
+from devtools.data import RAVDESS_CLIP
 
 
 def test_real_server_answers_a_real_clip_and_stops_on_sigterm(server):

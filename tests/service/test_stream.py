@@ -18,8 +18,8 @@ import pytest
 import soundfile as sf
 
 from service.audio import load_audio, trim_silence
-from tests.support.audio import encode, voice
-from tests.support.server import running_server
+from devtools.audio import encode, voice
+from devtools.server import running_server
 
 websockets = pytest.importorskip("websockets", reason="the websockets package is not installed")
 from websockets.asyncio.client import connect  # noqa: E402

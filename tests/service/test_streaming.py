@@ -11,7 +11,7 @@ import soundfile as sf
 
 from service.audio import SAMPLE_RATE, frame_windows, load_audio, resampler
 from service.streaming import CLOSE_CODES, StreamError, StreamParams, Windower, decode_pcm
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 
 
 def pushed_in_chunks(w: Windower, x: np.ndarray, seed: int = 0) -> list:

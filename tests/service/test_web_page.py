@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from service.labels import LABELS
-from tests.support.audio import wav_bytes
+from devtools.audio import wav_bytes
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, playwright_or_skip
-from tests.support.data import RAVDESS_CLIP
-from tests.support.server import running_server
+from devtools.data import RAVDESS_CLIP
+from devtools.server import running_server
 
 sync_api = playwright_or_skip()
 

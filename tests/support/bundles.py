@@ -11,7 +11,7 @@ import torch
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.bundle import Bundle
 from service.labels import LABELS
-from tests.support.audio import voice
+from devtools.audio import voice
 from training.student import LiteCNN, LiteCNNConfig, count_parameters
 
 TINY_CONFIG = LiteCNNConfig(n_filters=8, filter_len=101, channels=[8, 8], bottleneck=8, hidden=8)

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from service.labels import LABELS
-from tests.support.audio import voice
+from devtools.audio import voice
 from training.records import Utterance
 
 SAMPLE_RATE = 16000

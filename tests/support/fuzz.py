@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.audio import encode, voice
+from devtools.audio import encode, voice
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.support.data import RAVDESS_CLIP
+from devtools.data import RAVDESS_CLIP
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "service" / "static" / "openapi-examples.json"

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support.server import free_port
+from devtools.server import free_port
 
 
 def prometheus_binary() -> str | None:

@@ -12,7 +12,7 @@ import pytest
 
 from service.labels import LABELS
 from tests.support.corpora import cremad_stems, make_cremad, make_cremad_meta, make_ravdess, ravdess_name, write_empty_wav, write_manifest, write_noise
-from tests.support.data import CREMAD_META_DIR, RAVDESS_DIR
+from devtools.data import CREMAD_META_DIR, RAVDESS_DIR
 from training.corpora import (CORPORA, prepare_corpus, prepare_cremad, prepare_manifest, prepare_ravdess,
                               read_corpus_info, write_corpus_info)
 from training.records import read_records, write_records

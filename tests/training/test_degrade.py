@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.support.audio import voice
+from devtools.audio import voice
 from training.degrade import CONDITIONS, MP3_LEVEL, degrade
 
 SR = 16_000

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.support.audio import voice
-from tests.support.data import NEMO_DIR
+from devtools.audio import voice
+from devtools.data import NEMO_DIR
 from training.corpora import prepare_corpus, prepare_nemo
 from training.corpora.nemo import nemo_transfer_clips
 from training.frozen_teacher import balance_weights

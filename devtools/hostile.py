@@ -1,7 +1,7 @@
 """A generated corpus of hostile and odd requests, sent to a running service over raw HTTP.
 
     ser serve --port 8000 &          # best with SER_UPLOAD_TIMEOUT_S=3: one case waits for it
-    python -m tests.support.hostile --url http://127.0.0.1:8000 [--pid PID] [--only bomb]
+    python -m devtools.hostile --url http://127.0.0.1:8000 [--pid PID] [--only bomb]   # needs the dev extras (psutil)
 
 Every case is built here from generated audio (nothing is committed as a blob) and names the
 answer it must get: a 200, or a 4xx JSON error with a given stable code. Requests go through
@@ -24,9 +24,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from tests.support.audio import encode, flac_total_samples, float_wav_with, silence_file, voice, wav_bytes, wav_header
-from tests.support.http import Request, chunked, form, part, raw, send
-from tests.support.server import reset_peak, rss_kb
+from devtools.audio import encode, flac_total_samples, float_wav_with, silence_file, voice, wav_bytes, wav_header
+from devtools.http import Request, chunked, form, part, raw, send
+from devtools.process import peak_rss_mb, reset_peak, rss_mb
 
 OK = (200, None)
 
@@ -272,7 +272,7 @@ def main() -> int:
     ap.add_argument("--only", help="run only the cases whose name or group contains this")
     args = ap.parse_args()
     cases = [c for c in corpus() if not args.only or args.only in c.name or args.only == c.group]
-    before = rss_kb(args.pid) if args.pid else None
+    before = rss_mb(args.pid) if args.pid else None
     if args.pid:
         reset_peak(args.pid)
     results = run_corpus(args.url, cases)
@@ -284,9 +284,8 @@ def main() -> int:
     five = [r for r in results if r.status >= 500 or r.status == 0]
     print(f"\n{len(results)} cases, {len(results) - len(bad)} as expected, {len(five)} with a 5xx or no answer")
     if args.pid:
-        after = rss_kb(args.pid)
-        print(f"server RSS: {before['VmRSS'] / 1024:.0f} MB before, {after['VmRSS'] / 1024:.0f} MB after, "
-              f"peak during the corpus {after['VmHWM'] / 1024:.0f} MB")
+        print(f"server RSS: {before:.0f} MB before, {rss_mb(args.pid):.0f} MB after, "
+              f"peak during the corpus {peak_rss_mb(args.pid):.0f} MB")
     return 1 if bad else 0
 
 
