@@ -1,8 +1,11 @@
 """From the bytes of one file to an answer: decode, the chosen model, and the fallback rule.
 
 The one code path behind `/predict` and `ser score`, so the service and a batch run over an
-archive give the same probabilities for the same file and model. Torch-free, and free of
-the web framework, so that batch workers import only the front end and onnxruntime.
+archive give the same probabilities for the same file and model; `/stream` applies the same
+rule per window (`Models.fallback`, `Models.unsure`). The answer shapes are formatted here
+once: `scores` (a clip's or a stream's label, confidence, probabilities, top k) and `window`
+(one window of a clip or a stream). Torch-free, and free of the web framework, so that batch
+workers import only the front end and onnxruntime.
 """
 
 from __future__ import annotations
@@ -47,6 +50,17 @@ class Models:
             raise LookupError("no teacher model is loaded")
         return self.teacher
 
+    def fallback(self, choice: ModelChoice) -> OnnxModel | None:
+        """The model that answers when the first one is unsure: the teacher, for `auto`, when
+        one is loaded with the student's labels (an answer never changes its label set)."""
+        if choice != "auto" or self.teacher is None or self.teacher.bundle.labels != self.student.bundle.labels:
+            return None
+        return self.teacher
+
+    def unsure(self, probs: np.ndarray) -> bool:
+        """(C,) calibrated probabilities of the first model: whether its fallback answers (service.fallback)."""
+        return bool(asks_teacher(probs, self.fallback_threshold))
+
     def answer(self, data: bytes | np.ndarray, choice: ModelChoice, *, max_duration_s: float | None,
                observe: Observe | None = None) -> Answer:
         """`data`: the bytes of an audio file, or a waveform of samples (N,) at 16 kHz. Raises
@@ -55,12 +69,11 @@ class Models:
             audio = checked_waveform(data, max_duration_s=max_duration_s)
         else:
             audio = load_audio(data, max_duration_s=max_duration_s)
-        model = self.first(choice)
+        model, fallback = self.first(choice), self.fallback(choice)
         pred, ms = _timed(model, audio, observe)
-        fell_back = (choice == "auto" and self.teacher is not None
-                     and bool(asks_teacher(np.fromiter(pred.probabilities.values(), float), self.fallback_threshold)))
+        fell_back = fallback is not None and self.unsure(np.fromiter(pred.probabilities.values(), float))
         if fell_back:
-            model = self.teacher
+            model = fallback
             pred, ms2 = _timed(model, audio, observe)
             ms += ms2
         return Answer(pred, model, fell_back, len(audio) / SAMPLE_RATE, ms)
@@ -70,13 +83,33 @@ def rounded_probabilities(labels, probs) -> dict[str, float]:
     return {name: rounded(p) for name, p in zip(labels, probs)}
 
 
+def scores(labels: tuple[str, ...], probs: np.ndarray, top_k: int) -> dict:
+    """The answer for a clip or a stream (mean window probabilities, (C,)): label, confidence,
+    every label's probability and the `top_k` best, rounded."""
+    best = int(probs.argmax())
+    ranked = sorted(zip(labels, probs), key=lambda kv: kv[1], reverse=True)[:top_k]
+    return {"label": labels[best], "confidence": rounded(probs[best]),
+            "probabilities": rounded_probabilities(labels, probs),
+            "top_k": [{"label": n, "probability": rounded(p)} for n, p in ranked]}
+
+
+def window(labels: tuple[str, ...], start_s: float, end_s: float, probs: np.ndarray) -> dict:
+    """One window of a clip (`segments`) or of a stream (its window events): start and end in
+    seconds, label, confidence and every label's probability, rounded."""
+    return {"start_s": round(float(start_s), 3), "end_s": round(float(end_s), 3),
+            "label": labels[int(probs.argmax())], "confidence": rounded(probs.max()),
+            "probabilities": rounded_probabilities(labels, probs)}
+
+
+def model_ref(model: OnnxModel) -> dict:
+    b = model.bundle
+    return {"name": b.name, "version": b.version, "role": b.role, "precision": b.precision}
+
+
 def segments(a: Answer) -> list[dict]:
-    """Per-window results as answers report them: start and end in seconds, label, confidence
-    and every label's probability, rounded."""
+    """Per-window results of a clip."""
     p, labels = a.prediction, a.model.bundle.labels
-    return [{"start_s": round(float(s), 3), "end_s": round(min(float(s) + p.window_s, a.duration_s), 3),
-             "label": labels[int(w.argmax())], "confidence": rounded(w.max()),
-             "probabilities": rounded_probabilities(labels, w)}
+    return [window(labels, s, min(float(s) + p.window_s, a.duration_s), w)
             for s, w in zip(p.window_starts, p.window_probs)]
 
 

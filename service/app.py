@@ -15,6 +15,7 @@ from service.middleware import RequestContext
 from service.routes import ops, page, predict, stream, v2
 from service.runtime import Runtime
 from service.settings import Settings
+from service.stream_admission import Streams
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          static_url="/docs-assets",
                          description="Speech emotion recognition: a distilled raw-waveform CNN with a transformer fallback.")
     app.state.runtime = runtime
-    app.state.streams = stream.Streams(runtime)
+    app.state.streams = Streams(runtime)
     install_error_handlers(app)
     # The X-API-Key scheme is in the OpenAPI document only when a key is needed: a keyless server
     # that declared it would be seen to accept any key.

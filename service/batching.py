@@ -8,27 +8,35 @@ import threading
 
 import numpy as np
 
-from service.inference import MAX_BATCH, OnnxModel
+from service.inference import OnnxModel
+
+WAITING_BATCHES = 4   # windows of all streams queued for one model: this many of its batches
 
 
 class WindowBatcher:
-    """`await batcher.probs(window)` -> the window's (C,) calibrated probabilities.
+    """`await (await batcher.probs(window))` -> the window's (C,) calibrated probabilities.
 
-    One worker thread per model takes every window waiting and runs them as one batch: the
-    event loop never runs a model, and a hundred streams cost a few batched calls per hop
-    instead of a hundred small ones. The bundles' per-window normalisation makes a window's
-    output independent of its batch. A row that is not finite comes back as NaN.
+    One worker thread per model takes every window waiting and runs them as one batch of at
+    most the model's `max_batch`: the event loop never runs a model, and a hundred streams cost
+    a few batched calls per hop instead of a hundred small ones. The bundles' per-window
+    normalisation makes a window's output independent of its batch. A row that is not finite
+    comes back as NaN. At most WAITING_BATCHES batches of windows wait, whatever the number of
+    streams: a stream that would add one waits for room (and stops reading its socket).
     """
 
-    def __init__(self, model: OnnxModel, max_batch: int = MAX_BATCH):
-        self.model, self.max_batch = model, max_batch
+    def __init__(self, model: OnnxModel):
+        self.model, self.max_batch = model, model.max_batch
+        self._room = asyncio.Semaphore(WAITING_BATCHES * self.max_batch)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=f"stream-{model.bundle.role}", daemon=True)
         self._thread.start()
 
-    def probs(self, window: np.ndarray) -> asyncio.Future:
+    async def probs(self, window: np.ndarray) -> asyncio.Future:
+        """Queues the window once there is room; the future is its result."""
+        await self._room.acquire()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        future.add_done_callback(lambda _: self._room.release())
         self._queue.put((window, future, loop))
         return future
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 from service.audio import SAMPLE_RATE, AudioError, batches_for, windows_for
 from service.bundle import Bundle, BundleError
 
-MAX_BATCH = 32   # windows built and run at once; bounds peak memory for long clips
+MAX_BATCH = 32   # windows built and run at once at most; `OnnxModel.max_batch` may be less (service/memory.py)
 PROBABILITY_DIGITS = 4   # what answers carry: float32 logits hold no more than that of meaning
 
 
@@ -59,15 +59,16 @@ class OnnxModel:
         except Exception as e:  # onnxruntime raises its own untyped errors for bad graphs
             raise BundleError(f"{bundle.model_path}: onnxruntime cannot load it ({e})") from e
         self.bundle = bundle
+        self.max_batch = MAX_BATCH   # windows per run; sized from SER_MODEL_MEMORY_MB when the service loads it
         self.input_name = self.session.get_inputs()[0].name
         n_out = self.session.get_outputs()[0].shape[-1]
         if n_out != len(bundle.labels):
             raise BundleError(f"{bundle.model_path}: {n_out} outputs but {len(bundle.labels)} labels in bundle.json")
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
-        """(W, samples) float32 -> (W, C) logits, run in chunks of MAX_BATCH windows."""
-        parts = [self.session.run(None, {self.input_name: windows[i:i + MAX_BATCH]})[0]
-                 for i in range(0, len(windows), MAX_BATCH)]
+        """(W, samples) float32 -> (W, C) logits, run in chunks of `max_batch` windows."""
+        parts = [self.session.run(None, {self.input_name: windows[i:i + self.max_batch]})[0]
+                 for i in range(0, len(windows), self.max_batch)]
         return np.concatenate(parts, axis=0)
 
     def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +89,7 @@ class OnnxModel:
         """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
         b = self.bundle
         parts = [(self.window_probs(w), s)
-                 for w, s in batches_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad, batch=MAX_BATCH)]
+                 for w, s in batches_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad, batch=self.max_batch)]
         probs = np.concatenate([p for p, _ in parts])
         starts = np.concatenate([s for _, s in parts])
         if np.isnan(probs).any():

@@ -32,7 +32,8 @@ class Metrics:
         self.predictions = Counter("ser_predictions_total", "Predictions by answering model and label",
                                    ["model", "label"], registry=r)
         self.fallbacks = Counter("ser_fallbacks_total", "auto requests answered by the teacher", registry=r)
-        self.errors = Counter("ser_errors_total", "Error responses by code", ["code"], registry=r)
+        self.errors = Counter("ser_errors_total", "Error responses, and streams refused or ended by an error, by code",
+                              ["code"], registry=r)
         self.in_flight = Gauge("ser_requests_in_flight", "HTTP requests being handled", registry=r)
         self.upload_bytes = Gauge("ser_upload_bytes_in_flight", "Request body bytes reserved (SER_MAX_INFLIGHT_BYTES)",
                                   registry=r)

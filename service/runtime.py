@@ -113,7 +113,14 @@ class Runtime:
             self.metrics.model_info.labels(role=b.role).info(
                 {"name": b.name, "version": b.version, "sha256": b.sha256, "precision": b.precision})
         self._models = Models(self.student, self.teacher, s.fallback_threshold)
+        if self.teacher is not None and self._models.fallback("auto") is None:
+            log.warning("the teacher's labels differ from the student's: model=auto never falls back to it")
         self.ready = True
+
+    @property
+    def loaded(self) -> Models:
+        """The loaded models and the fallback rule between them."""
+        return self._models
 
     def models(self) -> list[OnnxModel]:
         return [m for m in (self.student, self.teacher) if m is not None]

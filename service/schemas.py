@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.answer import model_ref, scores
 from service.answer import segments as answer_segments
 from service.errors import ErrorBody
-from service.inference import rounded
 from service.runtime import Answer
 
 # Real answers to a real clip (tests/support/openapi_examples.py writes them; a test keeps them true).
@@ -86,13 +87,10 @@ class ModelInfo(BaseModel):
 
 
 def to_response(a: Answer, *, top_k: int, segments: bool) -> PredictResponse:
-    p, b = a.prediction, a.model.bundle
-    ranked = sorted(p.probabilities.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-    segs = [Segment(**seg) for seg in answer_segments(a)] if segments else None
+    labels = a.model.bundle.labels
+    probs = np.array([a.prediction.probabilities[n] for n in labels])
     return PredictResponse(
-        label=p.label, confidence=rounded(p.confidence), probabilities={n: rounded(v) for n, v in p.probabilities.items()},
-        top_k=[LabelScore(label=n, probability=rounded(v)) for n, v in ranked],
-        model=ModelRef(name=b.name, version=b.version, role=b.role, precision=b.precision),
-        fell_back=a.fell_back, duration_s=round(a.duration_s, 4), inference_ms=round(a.inference_ms, 3),
-        segments=segs,
+        **scores(labels, probs, top_k), model=model_ref(a.model), fell_back=a.fell_back,
+        duration_s=round(a.duration_s, 4), inference_ms=round(a.inference_ms, 3),
+        segments=answer_segments(a) if segments else None,
     )

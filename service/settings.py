@@ -45,8 +45,15 @@ class Settings(BaseSettings):
     stream_idle_s: float = Field(10.0, gt=0, le=3600)
     stream_max_frame_bytes: int = Field(262_144, ge=1_024, le=16_000_000)
     stream_send_queue: int = Field(64, ge=1, le=10_000)
+    # A stream must bring this much audio per second of waiting for it, over every window of
+    # this many seconds, or it is closed (stream_too_slow): slots are held with audio, not a trickle.
+    stream_min_speed: float = Field(0.5, ge=0.0, le=100.0)
+    stream_rate_window_s: float = Field(5.0, gt=0, le=3600)
+    stream_max_per_client: int = Field(0, ge=0, le=10_000)   # 0: no cap per client address
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
+    # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
+    forwarded_allow_ips: list[str] = []
 
     @field_validator("teacher_bundle", mode="before")
     @classmethod

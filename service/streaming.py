@@ -9,6 +9,7 @@ its windows start at stream time 0.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.audio import MIN_DURATION_S, SAMPLE_RATE, fill, resampler, window_starts
-from service.errors import validation_problems
+from service.errors import ERRORS, validation_problems
 
 ENCODINGS = {"pcm_s16le": (np.dtype("<i2"), 1 / 32768), "pcm_f32le": (np.dtype("<f4"), 1.0)}
 
@@ -44,30 +45,34 @@ class StreamParams(BaseModel):
                                                    f"window of {window_s:g} s; use 0.25 to {window_s:g}")
 
 
-# Error code -> WebSocket close code. Codes shared with the REST API mean the same there.
-CLOSE_CODES = {
-    "invalid_message": 1003,      # a text frame that is not {"type": "end"} in JSON, or a partial sample
-    "invalid_audio": 1007,        # NaN or infinite samples
-    "unauthorized": 1008,
-    "forbidden_origin": 1008,
-    "frame_too_large": 1009,
-    "internal_error": 1011,
-    "overloaded": 1013,           # SER_MAX_STREAMS streams are open
-    "slow_consumer": 1013,        # the client stopped reading its events
-    "not_ready": 1013,
-    "invalid_parameter": 4400,
-    "stream_idle": 4408,
-    "teacher_unavailable": 4503,
-}
-
-
 class StreamError(Exception):
-    """Ends a stream with an error frame and the close code of its `code`."""
+    """Ends a stream with an error frame and the close code of its `code` (service/errors.py);
+    without `message`, the table's own wording."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str | None = None):
+        spec = ERRORS[code]
+        message = spec.example if message is None else message
         super().__init__(message)
-        self.code, self.message = code, message
-        self.close_code = CLOSE_CODES[code]
+        self.code, self.message, self.close_code = code, message, spec.close
+
+
+MAX_CONTROL_BYTES = 1024   # {"type": "end"} is 15: a text frame past this is refused unparsed
+
+
+def parse_control(text: str) -> str:
+    """A text frame -> the control message's type (only "end"). Anything else, however built
+    (not JSON, too long, nested too deep for the parser), is `invalid_message`."""
+    if len(text) > MAX_CONTROL_BYTES:
+        raise StreamError("invalid_message", f"a text frame of {len(text)} characters; control messages are at most "
+                                             f"{MAX_CONTROL_BYTES}: {{\"type\": \"end\"}}")
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):   # RecursionError: nesting deeper than the parser goes
+        raise StreamError("invalid_message", "a text frame must be JSON: {\"type\": \"end\"}") from None
+    if isinstance(message, dict) and message.get("type") == "end":
+        return "end"
+    raise StreamError("invalid_message", f"unknown message {text[:80]!r}; the only one is {{\"type\": \"end\"}}; "
+                                         "audio goes in binary frames")
 
 
 def decode_pcm(frame: bytes, encoding: str) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep
-from service.errors import error_response, error_responses
+from service.errors import ApiError, error_responses
 from service.schemas import Health, ModelInfo, Readiness
 
 router = APIRouter()
@@ -25,12 +25,12 @@ async def get_ready(runtime: RuntimeDep):
     """Readiness: the bundles are loaded and warmed up; 503 `not_ready` until then.
     Gate traffic (a load balancer, a compose healthcheck) on this route."""
     if not runtime.ready:
-        return error_response(503, "not_ready", "the models are still loading")
+        raise ApiError("not_ready")
     return {"status": "ready", "models": [m.bundle.role for m in runtime.models()]}
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response,
-            responses={200: {"description": "Prometheus text exposition format",
+            responses={status.HTTP_200_OK: {"description": "Prometheus text exposition format",
                              "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def get_metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics: request latency by route and status, predictions by model and

@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 
 from service.audio import SAMPLE_RATE, frame_windows, load_audio, resampler
-from service.streaming import CLOSE_CODES, StreamError, StreamParams, Windower, decode_pcm
 from devtools.audio import encode, voice
+from service.errors import CLOSE_CODES
+from service.streaming import StreamError, StreamParams, Windower, decode_pcm
 
 
 def pushed_in_chunks(w: Windower, x: np.ndarray, seed: int = 0) -> list:
