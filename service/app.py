@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from service.deps import ApiKey
 from service.errors import install_error_handlers
+from service.hosts import HostAllowList
 from service.middleware import RequestContext
 from service.routes import ops, page, predict, stream, v2
 from service.runtime import Runtime
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,
                        upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter,
-                       routes=app.routes, uploads=runtime.uploads)
+                       routes=app.routes, uploads=runtime.uploads, hosts=HostAllowList(settings.allowed_hosts))
     if settings.cors_origins:   # added last, so outermost: the early 413s and 503s carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id, JSON access log, request metrics, upload size and time limits."""
+"""Pure-ASGI middleware: Host allow-list, request id, JSON access log, request metrics, upload size and time limits."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from starlette.routing import Match
 
 from service.errors import ERRORS, ApiError, error_body_for
+from service.hosts import HostAllowList
 from service.metrics import Metrics
 from service.runtime import Limiter, UploadBudget
 
@@ -28,12 +29,15 @@ MODEL_PATHS = ("/predict", "/v2/models/")   # where a POST runs a model: refused
 
 class RequestContext:
     def __init__(self, app, metrics: Metrics, max_upload_bytes: int, upload_timeout_s: float = 30.0,
-                 limiter: Limiter | None = None, routes: list | None = None, uploads: UploadBudget | None = None):
+                 limiter: Limiter | None = None, routes: list | None = None, uploads: UploadBudget | None = None,
+                 hosts: HostAllowList | None = None):
         self.app, self.metrics, self.limit, self.timeout_s = app, metrics, max_upload_bytes, upload_timeout_s
-        self.limiter, self.uploads = limiter, uploads
+        self.limiter, self.uploads, self.hosts = limiter, uploads, hosts or HostAllowList(["*"])
         self.routes = routes or []   # to name the route of a request refused before routing
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and (refusal := self.hosts.refusal(scope)):
+            return await self._refuse_handshake(scope, send, refusal)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -53,8 +57,10 @@ class RequestContext:
         declared = headers.get("content-length", "")
         need, reserved = self._body_bytes(declared, headers), 0
         try:
-            # Both refusals come before a byte of the body is read.
-            if declared.isdigit() and int(declared) > self.limit:
+            # Every refusal comes before a byte of the body is read.
+            if refusal := self.hosts.refusal(scope):
+                await self._send_error(send_with_id, scope, refusal)
+            elif declared.isdigit() and int(declared) > self.limit:
                 await self._send_error(send_with_id, scope, ApiError("upload_too_large", self._too_large_message(),
                                                                      headers=CLOSE))
             elif self.uploads is not None and not self.uploads.reserve(need):
@@ -129,6 +135,15 @@ class RequestContext:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *((k.lower().encode(), v.encode()) for k, v in e.headers.items())]})
         await send({"type": "http.response.body", "body": body})
+
+    async def _refuse_handshake(self, scope, send, e: ApiError) -> None:
+        """A WebSocket handshake refused with the HTTP error answer, where the server can send one
+        (uvicorn can), before the app sees it; a bare 403 elsewhere."""
+        self.metrics.errors.labels(code=e.code).inc()
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            return await send({"type": "websocket.close", "code": ERRORS[e.code].close})
+        scope.setdefault("state", {})
+        await self._send_error(lambda m: send({**m, "type": "websocket." + m["type"]}), scope, e)
 
     def _route(self, scope) -> str:
         """The route template of the request, or NOT_FOUND: never the path the client sent."""

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     stream_max_per_client: int = Field(0, ge=0, le=10_000)   # 0: no cap per client address
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
+    # Host header values served (port aside); "*" for any. Anything else is refused (DNS rebinding).
+    allowed_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
     # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
     forwarded_allow_ips: list[str] = []
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 
 from tests.support.bundles import ConstantLogits, make_bundle
 from devtools.data import RAVDESS_CLIP
 from devtools.server import running_server
+
+# Starlette's TestClient sends `Host: testserver`: in-process apps answer to it too. (Servers
+# started by `running_server` get no SER_ variable from here: they keep the default hosts.)
+os.environ.setdefault("SER_ALLOWED_HOSTS", json.dumps(["localhost", "127.0.0.1", "::1", "testserver"]))
 
 
 @pytest.fixture(scope="session")

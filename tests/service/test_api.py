@@ -235,7 +235,7 @@ def test_overload_answers_503_with_retry_after(student_bundle):
     async def run():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
                 data = wav_bytes(30.0)   # long enough that requests overlap
                 rs = await asyncio.gather(*[c.post("/predict", content=data, headers={"content-type": "audio/wav"})
                                             for _ in range(6)])

@@ -165,7 +165,7 @@ def test_under_overload_a_refusal_comes_before_the_upload_is_parsed(student_bund
 
     async def run():
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
                 busy = asyncio.create_task(c.post("/predict", content=wav_bytes(60.0),
                                                   headers={"content-type": "audio/wav"}))
                 while not app.state.runtime.limiter.full():

@@ -69,7 +69,7 @@ def test_metrics_are_rendered_off_the_event_loop(student_bundle):
 
     async def race() -> float:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             t0 = time.perf_counter()
             scrape = asyncio.create_task(client.get("/metrics"))
             await asyncio.sleep(0.1)   # the scrape is being rendered
