@@ -13,6 +13,7 @@ import uvicorn
 
 from service.app import create_app
 from service.settings import Settings
+from service.websocket import websocket_protocol
 
 log = logging.getLogger("ser")
 DRAIN_S = 30   # SIGTERM: in-flight requests get this long to finish (stop containers with -t 35)
@@ -75,7 +76,11 @@ def serve(settings: Settings, host: str, port: int) -> None:
     # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
     # line from `ser`, not a traceback from inside uvicorn's lifespan handling.
     app.state.runtime.load()
-    # loop="auto": uvloop where installed.
+    # loop="auto": uvloop where installed. WebSocket frames are bounded before any work
+    # (service/websocket.py); X-Forwarded-For is believed only from the proxies named.
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=http_protocol(), loop="auto",
-                            access_log=False, timeout_graceful_shutdown=DRAIN_S)
+                            access_log=False, timeout_graceful_shutdown=DRAIN_S,
+                            ws=websocket_protocol(settings), ws_max_size=settings.stream_max_frame_bytes,
+                            ws_per_message_deflate=False, proxy_headers=bool(settings.forwarded_allow_ips),
+                            forwarded_allow_ips=settings.forwarded_allow_ips or None)
     Server(config).run()

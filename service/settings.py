@@ -49,11 +49,15 @@ class Settings(BaseSettings):
     # this many seconds, or it is closed (stream_too_slow): slots are held with audio, not a trickle.
     stream_min_speed: float = Field(0.5, ge=0.0, le=100.0)
     stream_rate_window_s: float = Field(5.0, gt=0, le=3600)
+    # Frames (of any kind, fragments included) a stream may send per second, a second's worth at once.
+    stream_max_frames_per_s: int = Field(1000, ge=10, le=1_000_000)
     stream_max_per_client: int = Field(0, ge=0, le=10_000)   # 0: no cap per client address
     api_key: SecretStr | None = None
     cors_origins: list[str] = []
     # Host header values served (port aside); "*" for any. Anything else is refused (DNS rebinding).
     allowed_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
+    # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
+    forwarded_allow_ips: list[str] = []
     # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
     forwarded_allow_ips: list[str] = []
 
