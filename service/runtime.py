@@ -12,6 +12,7 @@ from service.answer import Answer, ModelChoice, Models
 from service.bundle import load_bundle
 from service.errors import ApiError
 from service.inference import OnnxModel
+from service.memory import size_batch
 from service.metrics import Metrics
 from service.settings import UPLOAD_LARGE_SHARE, Settings
 
@@ -109,6 +110,7 @@ class Runtime:
             log.warning("no teacher (SER_TEACHER_BUNDLE=none, or no teacher/ in %s): serving student-only", s.models_dir)
         for m in self.models():
             m.warm_up()
+            size_batch(m, s.model_memory_mb, runs=s.max_concurrency + 1)
             b = m.bundle
             self.metrics.model_info.labels(role=b.role).info(
                 {"name": b.name, "version": b.version, "sha256": b.sha256, "precision": b.precision})

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(1, ge=1, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
+    # Per loaded model: what its runs at once may take (each model's batch is sized to fit; service/memory.py)
+    model_memory_mb: int = Field(192, ge=16, le=65_536)
     # auto: the teacher answers below this student confidence (service.fallback: the rule and why this default)
     fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
@@ -56,8 +58,6 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     # Host header values served (port aside); "*" for any. Anything else is refused (DNS rebinding).
     allowed_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
-    # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
-    forwarded_allow_ips: list[str] = []
     # Proxies whose X-Forwarded-For names the client (for logs and SER_STREAM_MAX_PER_CLIENT); none by default.
     forwarded_allow_ips: list[str] = []
 

@@ -29,7 +29,8 @@ from service.stream_admission import Admission, Streams
 from service.streaming import StreamError, Window, Windower, decode_pcm, fit, parse_control
 
 errors = logging.getLogger("ser")
-MAX_IN_FLIGHT = 16                # windows of one stream waiting for a model before the receiver waits too
+MAX_IN_FLIGHT = 16                # windows of one stream waiting for a model before the receiver waits too,
+IN_FLIGHT_BYTES = 1 << 20         # and at most about this much of their audio (2 of the teacher's 6 s windows)
 
 
 class ClientLeft(Exception):
@@ -83,7 +84,8 @@ class Session:
         self.received = 0
         self.windows = 0
         self.prob_sum = np.zeros(len(b.labels))
-        self.in_flight: asyncio.Queue[Pending | None] = asyncio.Queue(MAX_IN_FLIGHT)
+        in_flight = max(2, min(MAX_IN_FLIGHT, IN_FLIGHT_BYTES // (4 * self.windower.win)))
+        self.in_flight: asyncio.Queue[Pending | None] = asyncio.Queue(in_flight)
         self.outbox: asyncio.Queue[tuple[dict, float, str] | None] = asyncio.Queue(settings.stream_send_queue)
 
     async def run(self) -> int:
@@ -139,8 +141,10 @@ class Session:
         x = decode_pcm(frame, self.params.encoding)[:self.max_frames - self.received]   # SER_STREAM_MAX_S
         self.received += len(x)
         self.rate.add(len(x) / self.params.sample_rate, waited_s)
-        for w in self.windower.push(x):
-            await self._submit(w, arrived)
+        step = max(1, round(self.params.hop_s * self.params.sample_rate))
+        for i in range(0, len(x), step):   # a hop at a time: a long frame never makes all its windows at once
+            for w in self.windower.push(x[i:i + step]):
+                await self._submit(w, arrived)
 
     async def _submit(self, w: Window, arrived: float) -> None:
         await self.in_flight.put(Pending(w, arrived, await self.batcher.probs(w.samples)))
