@@ -119,7 +119,7 @@ ERRORS: dict[str, ErrorSpec] = {
                            "the models are still loading", close=1013),
     # /stream only: the error frame's code and the close code (docs/api.md, "Live streams").
     "invalid_message": ErrorSpec(None, ("stream",), "A text frame that is not a known control message, or a partial sample",
-                                 'the only text message is {"type": "end"}; audio goes in binary frames', close=1003),
+                                 'a text frame must be JSON: {"type": "end"}', close=1003),
     "forbidden_origin": ErrorSpec(None, ("stream",), "A page of another origin opened the stream",
                                   "pages from http://evil.example may not open streams here (SER_CORS_ORIGINS)",
                                   close=1008, settings=("SER_CORS_ORIGINS",)),
@@ -142,7 +142,7 @@ ERRORS: dict[str, ErrorSpec] = {
                              "no frame for 10 s (SER_STREAM_IDLE_S)", close=4408, settings=("SER_STREAM_IDLE_S",)),
     "stream_too_slow": ErrorSpec(None, ("stream",), "Audio arrives far below real time: a stream must hold its slot "
                                                     "with audio",
-                                 "0.02 s of audio in the last 5 s; at least 0.5x real time is needed "
+                                 "0.02 s of audio in the last 6.6 s; at least 0.5x real time is needed "
                                  "(SER_STREAM_MIN_SPEED over SER_STREAM_RATE_WINDOW_S)",
                                  close=4408, settings=("SER_STREAM_MIN_SPEED", "SER_STREAM_RATE_WINDOW_S")),
 }

@@ -25,7 +25,8 @@ PROBE = 4
 
 
 def window_bytes(model: OnnxModel) -> int:
-    """The memory one window adds to a run of `model` (after `warm_up`)."""
+    """The memory one window adds to a run of `model`. Measure once, right after `warm_up`: the
+    arena keeps what it grew to, so a second measure would see less."""
     rss = psutil.Process().memory_info
     windows = np.zeros((PROBE, round(model.bundle.window_s * SAMPLE_RATE)), np.float32)
     before = rss().rss
@@ -33,9 +34,14 @@ def window_bytes(model: OnnxModel) -> int:
     return max(0, rss().rss - before) // (PROBE - 1)
 
 
+def batch_for(per_window: int, budget_mb: int, runs: int) -> int:
+    """The most windows per run (1 to MAX_BATCH) for which `runs` runs at once fit in `budget_mb`."""
+    return max(1, min(MAX_BATCH, budget_mb * 2**20 // max(1, runs * per_window)))
+
+
 def size_batch(model: OnnxModel, budget_mb: int, runs: int) -> None:
-    """Sets `model.max_batch`: `runs` runs of it at once fit in `budget_mb`."""
+    """Sets `model.max_batch` from its measured cost per window (after `warm_up`)."""
     per_window = window_bytes(model)
-    model.max_batch = max(1, min(MAX_BATCH, budget_mb * 2**20 // max(1, runs * per_window)))
+    model.max_batch = batch_for(per_window, budget_mb, runs)
     log.info("%s: %.1f MB per window, batch %d, %d runs at most (SER_MODEL_MEMORY_MB=%d)",
              model.bundle.role, per_window / 2**20, model.max_batch, runs, budget_mb)

@@ -288,3 +288,21 @@ def test_fast_teacher_streams_stay_within_the_memory_budget():
     print(f"teacher streams: idle RSS {before:.0f} MB, peak {peaks[0]:.0f} MB; "
           f"with auto streams and /predict/teacher: peak {peaks[1]:.0f} MB")
     assert peaks[0] - before < 300 and peaks[1] < 600, (before, peaks)
+
+
+def test_a_models_batch_is_sized_from_the_memory_budget():
+    """The shipped teacher's windows cost tens of MB each: 3 runs at once of its batch fit the budget."""
+    from service.bundle import load_bundle
+    from service.inference import MAX_BATCH, OnnxModel
+    from service.memory import batch_for, window_bytes
+
+    if not (REPO / "models" / "teacher" / "model.onnx").exists():
+        pytest.skip("the shipped teacher is not in this checkout")
+    teacher = OnnxModel(load_bundle(REPO / "models" / "teacher"))
+    teacher.warm_up()
+    per_window = window_bytes(teacher)
+    assert per_window > 10 * 2**20, per_window
+    batch = batch_for(per_window, budget_mb=192, runs=3)
+    assert 1 <= batch < MAX_BATCH and 3 * batch * per_window <= 192 * 2**20
+    assert batch_for(per_window, budget_mb=16, runs=3) == 1   # never less than one window
+    assert batch_for(2**20, budget_mb=192, runs=3) == MAX_BATCH

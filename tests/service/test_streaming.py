@@ -111,3 +111,39 @@ def test_the_asyncapi_document_says_what_the_service_does():
     assert window["required"] == list(window["properties"])
     example = doc["components"]["messages"]["window"]["examples"][0]["payload"]
     assert set(example) == set(window["required"])
+
+
+def test_routes_stay_thin_and_take_statuses_from_the_error_table():
+    """The stream route only admits and hands over; no route writes an HTTP status number."""
+    import ast
+
+    routes = Path(__file__).resolve().parents[2] / "service" / "routes"
+    assert len((routes / "stream.py").read_text().splitlines()) <= 150
+    for path in routes.glob("*.py"):
+        numbers = [n.value for n in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(n, ast.Constant) and type(n.value) is int and 100 <= n.value <= 599]
+        assert numbers == [], (path.name, numbers)
+    assert all(1000 <= code <= 4999 for code in CLOSE_CODES.values())
+
+
+def test_the_minimum_rate_counts_only_the_time_spent_waiting_for_the_client():
+    from service.stream_session import MinimumRate
+
+    rate = MinimumRate(speed=0.5, window_s=5.0)
+    for _ in range(100):   # 0.1 s of audio per 0.1 s waited: real time, however long
+        rate.add(0.1, 0.1)
+    for _ in range(100):   # the server held the stream back: frames came at once, never too slow
+        rate.add(0.01, 0.0)
+    with pytest.raises(StreamError) as e:
+        for _ in range(3):   # a sample every 3.3 s
+            rate.add(1 / 16_000, 3.3)
+    assert (e.value.code, e.value.close_code) == ("stream_too_slow", 4408)
+
+
+@pytest.mark.parametrize("header, name", [("localhost:8000", "localhost"), ("LOCALHOST.", "localhost"),
+                                          ("[::1]:8000", "::1"), ("::1", "::1"), ("127.0.0.1", "127.0.0.1"),
+                                          ("rebind.example:80", "rebind.example")])
+def test_host_names_are_compared_without_port_case_or_final_dot(header, name):
+    from service.hosts import host_name
+
+    assert host_name(header) == name
