@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -40,10 +40,11 @@ INFER_BODY = {"requestBody": {"required": True, "description": (
         "application/octet-stream": BINARY}}}
 INFER_RESPONSES = {
     **error_responses("body", "tensor", "clip", "auth", "model", "oip_model", protocol=True),
-    200: {"description": "JSON; binary outputs follow the JSON header (binary-data extension)",
-          "content": {"application/octet-stream": BINARY},
-          "headers": {oip.HEADER_LENGTH: {"description": "Bytes of the JSON header, when binary outputs follow",
-                                          "schema": {"type": "integer"}}}}}
+    status.HTTP_200_OK: {
+        "description": "JSON; binary outputs follow the JSON header (binary-data extension)",
+        "content": {"application/octet-stream": BINARY},
+        "headers": {oip.HEADER_LENGTH: {"description": "Bytes of the JSON header, when binary outputs follow",
+                                        "schema": {"type": "integer"}}}}}
 
 
 @router.get("", response_model=oip.ServerMetadata)

@@ -277,7 +277,7 @@ def test_overload_answers_503_in_the_protocol_form(student_bundle):
 
     async def run():
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as c:
                 return await asyncio.gather(*[c.post("/v2/models/student/infer", content=header + x.tobytes(),
                                                      headers={HEADER_LENGTH: str(len(header))}) for _ in range(6)])
 
