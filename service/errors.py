@@ -125,7 +125,8 @@ ERRORS: dict[str, ErrorSpec] = {
                                   close=1008, settings=("SER_CORS_ORIGINS",)),
     "frame_flood": ErrorSpec(None, ("stream",), "Frames at a rate no audio client sends, or a message in too many "
                                                 "fragments",
-                             "more than 1000 frames in a second (SER_STREAM_MAX_FRAMES_PER_S)",
+                             "more than 1000 small frames in a second (SER_STREAM_MAX_FRAMES_PER_S; frames of 640 "
+                             "bytes or more are not counted)",
                              close=1008, settings=("SER_STREAM_MAX_FRAMES_PER_S",)),
     "frame_too_large": ErrorSpec(None, ("stream",), "A frame over SER_STREAM_MAX_FRAME_BYTES, refused before it is "
                                                     "inflated or assembled",

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     # this many seconds, or it is closed (stream_too_slow): slots are held with audio, not a trickle.
     stream_min_speed: float = Field(0.5, ge=0.0, le=100.0)
     stream_rate_window_s: float = Field(5.0, gt=0, le=3600)
-    # Frames (of any kind, fragments included) a stream may send per second, a second's worth at once.
+    # Small frames (any kind, fragments included; under 640 bytes, counted the more the smaller) a
+    # stream may send per second, a second's worth at once. Audio frames of 20 ms or more are free.
     stream_max_frames_per_s: int = Field(1000, ge=10, le=1_000_000)
     stream_max_per_client: int = Field(0, ge=0, le=10_000)   # 0: no cap per client address
     api_key: SecretStr | None = None

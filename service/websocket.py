@@ -7,8 +7,10 @@ app could refuse it. This subclass of uvicorn's protocol (websockets' sans-I/O i
 - feeds each read to the parser SLICE bytes at a time and stops once the connection is failed,
   so no read costs more than a slice's parsing after the limit is crossed;
 - charges every frame (data, fragment, ping or pong) to a budget of SER_STREAM_MAX_FRAMES_PER_S,
-  refilled continuously, a second's worth at most, and bounds a message to MAX_FRAGMENTS
-  fragments: past either, `frame_flood` (1008);
+  refilled continuously, a second's worth at most, a frame counting less the more it carries
+  (nothing from FULL_FRAME_BYTES on: a client sending audio as fast as the server takes it is
+  never charged, an empty frame counts whole), and bounds a message to MAX_FRAGMENTS fragments:
+  past either, `frame_flood` (1008);
 - refuses permessage-deflate (audio hardly compresses) and bounds a message to
   SER_STREAM_MAX_FRAME_BYTES as its header arrives, fragments counted together, before any of it
   is read: past it, `frame_too_large` (1009).
@@ -27,6 +29,7 @@ from service.settings import Settings
 
 SLICE = 4096          # bytes parsed at a time: ~700 of the smallest frames
 MAX_FRAGMENTS = 64    # a client that fragments at all sends a few
+FULL_FRAME_BYTES = 640   # 20 ms of 16 kHz 16-bit audio: a frame this large is not charged
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -69,10 +72,12 @@ def websocket_protocol(settings: Settings) -> type[WebSocketsSansIOProtocol]:
 
         def _within_limits(self, frame: Frame) -> bool:
             now = self.loop.time()
-            self.tokens = min(float(rate), self.tokens + (now - self.refilled) * rate) - 1
+            cost = max(0.0, 1.0 - len(frame.data) / FULL_FRAME_BYTES)
+            self.tokens = min(float(rate), self.tokens + (now - self.refilled) * rate) - cost
             self.refilled = now
             if self.tokens < 0:
-                self.refuse("frame_flood", f"more than {rate} frames in a second (SER_STREAM_MAX_FRAMES_PER_S)")
+                self.refuse("frame_flood", f"more than {rate} small frames in a second (SER_STREAM_MAX_FRAMES_PER_S; "
+                                           f"frames of {FULL_FRAME_BYTES} bytes or more are not counted)")
                 return False
             if frame.opcode == Opcode.CONT and len(self.frames) >= MAX_FRAGMENTS:
                 self.refuse("frame_flood", f"a message in more than {MAX_FRAGMENTS} fragments")

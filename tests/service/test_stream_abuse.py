@@ -123,6 +123,14 @@ def test_a_flood_of_empty_messages_is_closed(served):
     assert code == 1008 and events[-1]["code"] == "frame_flood", (code, events)
 
 
+def test_audio_as_fast_as_the_server_takes_it_is_never_a_flood(served):
+    """3,000 frames of 20 ms (60 s of audio) sent at once: far more than 1,000 frames a second,
+    but frames of audio, not a flood."""
+    base, _ = served
+    events, code = stream(ws_url(base, hop_s=1.0), [s16(voice(0.02, seed=i % 7)) for i in range(3000)])
+    assert code == 1000 and events[-1]["duration_s"] == 60.0, events[-1:]
+
+
 def test_a_message_in_too_many_fragments_is_closed(served):
     base, _ = served
     sock, _ = handshake(port_of(base))
