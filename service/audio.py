@@ -163,7 +163,7 @@ def mono_blocks(f: sf.SoundFile | PcmWav, max_frames: int | None = None) -> Iter
 
 
 def _too_long(lasts: str, limit_s: float) -> AudioError:
-    return AudioError("audio_too_long", f"the clip lasts {lasts}; at most {limit_s:g} s is accepted")
+    return AudioError("audio_too_long", f"the clip lasts {lasts}; at most {limit_s:g} s is accepted (SER_MAX_DURATION_S)")
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -250,7 +250,7 @@ def _max_frames(f: sf.SoundFile | PcmWav, max_duration_s: float) -> int:
     if work_s > max_duration_s + HEADER_SLACK_S:
         raise AudioError("audio_too_long", f"the clip lasts {declared:.1f} s at {sr} Hz with {channels} channels: as much "
                                            f"to decode as {work_s:.0f} s of 48 kHz stereo; at most {max_duration_s:g} s "
-                                           "of that is accepted")
+                                           "of that is accepted (SER_MAX_DURATION_S)")
     return int(min(max_duration_s * sr, max_duration_s * DECODE_VALUES_PER_S / channels))
 
 

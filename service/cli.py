@@ -36,10 +36,15 @@ SETTING_FLAGS = {"student": "student_bundle", "teacher": "teacher_bundle", "bund
 
 
 def settings_from(args: argparse.Namespace):
-    from service.settings import Settings
+    from pydantic import ValidationError
 
-    return Settings(**{field: getattr(args, flag) for flag, field in SETTING_FLAGS.items()
-                       if getattr(args, flag, None) is not None})
+    from service.settings import Settings, settings_problems
+
+    try:
+        return Settings(**{field: getattr(args, flag) for flag, field in SETTING_FLAGS.items()
+                           if getattr(args, flag, None) is not None})
+    except ValidationError as e:
+        raise ValueError(settings_problems(e)) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -60,7 +60,8 @@ ERRORS: dict[str, ErrorSpec] = {
                           "or the model's metadata (GET /v2/models/{model_name})",
         "input 'waveform': its shape [1, 16000] holds 16000 values but 'data' has 3"),
     "invalid_request": ErrorSpec(400, ("request",), "The multipart body cannot be parsed, or holds too many files",
-                                 "Too many files. Maximum number of files is 16."),
+                                 "more than 16 files in one request (SER_MAX_BATCH_FILES)",
+                                 settings=("SER_MAX_BATCH_FILES",)),
     "forbidden_host": ErrorSpec(400, ("any",), "The Host header is not one this service answers to (SER_ALLOWED_HOSTS); "
                                                "refused before any work, as DNS rebinding would send it",
                                 "host 'rebind.example' is not allowed here (SER_ALLOWED_HOSTS)", close=1008,
@@ -92,7 +93,8 @@ ERRORS: dict[str, ErrorSpec] = {
                                   "the upload exceeds the limit of 10000000 bytes (SER_MAX_UPLOAD_BYTES)",
                                   settings=("SER_MAX_UPLOAD_BYTES",)),
     "audio_too_long": ErrorSpec(413, ("clip",), "The clip exceeds SER_MAX_DURATION_S",
-                                "the clip lasts 75.0 s; at most 60 s is accepted"),
+                                "the clip lasts 75.0 s; at most 60 s is accepted (SER_MAX_DURATION_S)",
+                                settings=("SER_MAX_DURATION_S",)),
     "unsupported_media_type": ErrorSpec(415, ("request", "body"), "The body is neither multipart nor audio, "
                                                                    "or is compressed (Content-Encoding)",
                                         "content type 'text/plain' is not accepted; send multipart/form-data "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import shipped
@@ -114,3 +114,12 @@ def _existing(folder: Path, role: str, how: str) -> Path:
     if not folder.is_dir():
         raise BundleError(f"no {role} bundle folder at {folder.resolve()}: {how}")
     return folder
+
+
+def settings_problems(e: ValidationError) -> str:
+    """Pydantic's errors about settings in the words a user sets them:
+    `SER_API_KEY: must be at least 16 characters`, without pydantic's dump and link."""
+    def one(err: dict) -> str:
+        msg, name = err["msg"].removeprefix("Value error, "), "SER_" + "_".join(map(str, err["loc"])).upper()
+        return msg if not err["loc"] or msg.startswith(name) else f"{name}: {msg}"
+    return "; ".join(one(err) for err in e.errors())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from service.errors import ApiError
@@ -29,12 +30,22 @@ async def read_body(request: Request) -> bytes:
         raise ApiError("client_disconnected") from None
 
 
+async def _form(request: Request, max_files: int):
+    """The parsed multipart form; the parser's refusals in the table's words."""
+    try:
+        return await request.form(max_files=max_files, max_fields=max_files + 8)
+    except HTTPException as e:   # starlette's MultiPartException, raised as a 400
+        if "Too many files" in str(e.detail):
+            raise ApiError("invalid_request", f"more than {max_files} files in one request (SER_MAX_BATCH_FILES)") from e
+        raise ApiError("invalid_request", f"the multipart body cannot be parsed: {e.detail}") from e
+
+
 async def _read(request: Request, fields: tuple[str, ...], max_files: int) -> list[tuple[str, bytes]]:
     ctype = request.headers.get("content-type", "").lower()
     names = " or ".join(f"'{f}'" for f in fields)
     accepted = f"multipart/form-data with the audio in a {names} field, or a raw body with an audio/* content type"
     if ctype.startswith("multipart/form-data"):
-        form = await request.form(max_files=max_files, max_fields=max_files + 8)
+        form = await _form(request, max_files)
         values = [v for k, v in form.multi_items() if k in fields]   # form order
         uploads = [v for v in values if isinstance(v, UploadFile)]
         if not uploads:

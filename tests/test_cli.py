@@ -99,6 +99,14 @@ def test_serve_with_a_named_teacher_that_does_not_exist_stops_naming_it(how, tmp
     assert "no teacher bundle folder at /nonexistent" in r.stderr and "'none'" in r.stderr
 
 
+@pytest.mark.parametrize("env, named", [({"SER_API_KEY": "short"}, "SER_API_KEY must be at least 16 characters"),
+                                        ({"SER_MAX_QUEUE": "-1"}, "SER_MAX_QUEUE: Input should be greater than")])
+def test_a_bad_setting_is_named_in_one_line_without_pydantic_s_dump(env, named, tmp_path):
+    r = ser_elsewhere(tmp_path, "serve", "--port", "0", **env)
+    assert r.returncode == 2 and named in r.stderr, r.stderr
+    assert "pydantic" not in r.stderr and "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+
+
 def test_predict_names_a_missing_file(student_bundle, tmp_path):
     r = ser("predict", str(tmp_path / "missing.wav"), "--bundle", str(student_bundle.path))
     assert r.returncode == 1 and json.loads(r.stdout)["error"] == f"{tmp_path / 'missing.wav'}: no such file"

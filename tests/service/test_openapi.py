@@ -125,7 +125,9 @@ def test_batch_size_bounds_are_declared_and_enforced(student_bundle, max_files):
         files = form["schema"]["properties"]["files"]
         assert (files["minItems"], files["maxItems"]) == (1, max_files)
         assert c.post("/predict/batch", files=[("files", ("a.wav", WAV))] * max_files).status_code == 200
-        assert c.post("/predict/batch", files=[("files", ("a.wav", WAV))] * (max_files + 1)).status_code == 400
+        over = c.post("/predict/batch", files=[("files", ("a.wav", WAV))] * (max_files + 1))
+        assert over.status_code == 400 and over.json()["error"] == {
+            "code": "invalid_request", "message": f"more than {max_files} files in one request (SER_MAX_BATCH_FILES)"}
         assert c.post("/predict/batch", data={"note": "no files"}).json()["error"]["code"] == "missing_audio"
 
 
