@@ -32,7 +32,6 @@ intensity (``low`` | ``medium`` | ``high`` | ``""`` for XX).
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 import soundfile as sf
 
 from training.corpora.manifest import raise_problems
+from training.corpora.tables import read_table
 from training.records import Utterance
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def _read_sexes(meta: Path, *, required: bool) -> dict[str, str] | None:
         log.warning("cremad: %s not found; speaker sex unknown (pass meta_dir)", path)
         return None
     sexes, problems = {}, []
-    for n, row in enumerate(_read_csv(path, ("ActorID", "Sex")), start=2):
+    for n, row in enumerate(read_table(path, ("ActorID", "Sex")), start=2):
         sex = row["Sex"].strip().lower()
         if sex not in ("male", "female"):
             problems.append(f"row {n}: Sex {row['Sex']!r}; expected Male or Female")
@@ -166,16 +166,7 @@ def _read_votes(meta: Path) -> dict[str, str]:
         raise FileNotFoundError(f"{path} not found; label_source='perceived' needs {SUMMARY} "
                                 "in meta_dir")
     return {row["FileName"].strip(): row["VoiceVote"].strip()
-            for row in _read_csv(path, ("FileName", "VoiceVote"))}
-
-
-def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; found {reader.fieldnames}")
-        return list(reader)
+            for row in read_table(path, ("FileName", "VoiceVote"))}
 
 
 def _is_empty(path: Path) -> bool:

@@ -21,10 +21,10 @@ lists the first few with their row numbers (row 1 is the header).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from service.labels import LABELS
+from training.corpora.tables import read_table
 from training.records import Utterance
 
 REQUIRED_COLUMNS = ("path", "label", "speaker")
@@ -44,15 +44,7 @@ def prepare_manifest(csv_path: str | Path, *, corpus: str = "manifest") -> list[
         raise FileNotFoundError(f"manifest {csv_path} does not exist")
     if not corpus or ":" in corpus:
         raise ValueError(f"corpus name {corpus!r}; expected a non-empty name without ':'")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets add a BOM
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise ValueError(f"{csv_path}: missing columns {missing}; found {columns}, "
-                             f"expected {list(REQUIRED_COLUMNS)} (+ optional sex, id)")
-        reader.fieldnames = columns
-        rows = list(reader)
+    rows = read_table(csv_path, REQUIRED_COLUMNS)   # + optional sex, id
     if not rows:
         raise ValueError(f"{csv_path}: no rows; expected one row per audio file")
 

@@ -17,11 +17,11 @@ Records: id ``nemo:<file stem>``, speaker ``nemo:<speaker code>``, absolute path
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from service.labels import LABELS
 from training.corpora.manifest import raise_problems
+from training.corpora.tables import read_table
 from training.records import Utterance
 
 CORPUS = "nemo"
@@ -52,12 +52,7 @@ def _read(root: str | Path) -> list[Utterance]:
     manifest = root / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found; expected the nEMO layout (see training.corpora.nemo)")
-    with open(manifest, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{manifest}: missing columns {missing}; expected at least {list(_COLUMNS)}")
-        rows = list(reader)
+    rows = read_table(manifest, _COLUMNS)
     records, problems = [], []
     for n, row in enumerate(rows, start=2):   # row 1 is the header
         path, label = (root / row["path"]).resolve(), row["label"].strip()

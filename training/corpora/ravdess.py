@@ -31,13 +31,13 @@ sex, intensity (``normal`` | ``strong``).
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections import Counter
 from pathlib import Path
 
 from training.corpora.manifest import raise_problems
+from training.corpora.tables import read_table
 from training.records import Utterance
 
 log = logging.getLogger(__name__)
@@ -125,13 +125,7 @@ def ravdess_transfer_clips(root: str | Path) -> list[Utterance]:
 
 def _rows_from_manifest(manifest: Path) -> list[dict]:
     root = manifest.parent
-    with open(manifest, newline="") as f:
-        reader = csv.DictReader(f)
-        missing_cols = [c for c in _MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing_cols:
-            raise ValueError(f"{manifest}: missing columns {missing_cols}; "
-                             f"expected at least {list(_MANIFEST_COLUMNS)}")
-        raw = list(reader)
+    raw = read_table(manifest, _MANIFEST_COLUMNS)
 
     rows, problems = [], []
     for n, r in enumerate(raw, start=2):  # row 1 is the header
