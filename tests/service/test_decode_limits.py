@@ -7,7 +7,6 @@ import functools
 import io
 import time
 
-import numpy as np
 import pytest
 import soundfile as sf
 

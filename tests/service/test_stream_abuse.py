@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from service.audio import SAMPLE_RATE
@@ -21,7 +20,7 @@ from tests.service.test_stream import paced, read_all, s16, stream, ws_url
 from devtools.audio import encode, voice
 from devtools.process import peak_rss_mb, reset_peak, rss_mb
 from devtools.server import running_server
-from tests.support.ws_raw import BINARY, CONT, TEXT, frame, handshake, read_until_close
+from tests.support.ws_raw import BINARY, CONT, frame, handshake, read_until_close
 
 websockets = pytest.importorskip("websockets", reason="the websockets package is not installed")
 from websockets.asyncio.client import connect  # noqa: E402

@@ -27,7 +27,7 @@ from training.teacher import (  # noqa: E402
     TeacherModel, WhisperLogMel, build_teacher, frontend_kind, load_teacher, save_teacher, teacher_window,
 )
 from training.evaluate import predict_probs  # noqa: E402
-from training.train_teacher import STATE_FILE, TeacherConfig, train_teacher  # noqa: E402
+from training.train_teacher import TeacherConfig, train_teacher  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16_000
