@@ -21,7 +21,7 @@ from tqdm import tqdm
 from service.audio import windows_for
 from training.records import Utterance
 from training.teacher import checkpoint_sha
-from training.teacher_folder import load_teacher_folder, read_kind
+from training.teacher_folder import load_teacher_folder, read_kind, write_kind
 
 COMPLETE = "COMPLETE"
 
@@ -37,6 +37,7 @@ def train_teacher_stage(fold: Path, parts: dict[str, list[Utterance]], clips: di
         feats = encoder_stats(fold.parent, backbone, [*parts["train"], *parts["val"]], clips)
         head, history = train_head(feats, parts["train"], parts["val"], cfg.teacher, balanced=cfg.balanced)
         save_head(head, cfg.teacher, out, {"backbone": str(backbone), **history})
+        write_kind(out, "frozen")   # (training.train_teacher writes its own kind)
     else:
         from dataclasses import replace
 

@@ -30,7 +30,6 @@ from service.audio import windows_for
 from service.labels import LABELS
 from training.records import Utterance
 from training.teacher import TeacherModel, _encoder_states, _normalize, build_teacher, checkpoint_sha
-from training.teacher_folder import write_kind
 
 HEAD_FILE = "head.pt"
 HEAD_META = "head.json"
@@ -157,7 +156,6 @@ def save_head(head: StatsHead, cfg: HeadConfig, out: Path, extra: dict) -> None:
     torch.save({"config": asdict(cfg), "state_dict": head.state_dict(), "n_states": head.mean.shape[0],
                 "dim": head.mean.shape[1]}, out / HEAD_FILE)
     (out / HEAD_META).write_text(json.dumps({**extra, "layer_weights": head.layer_weights()}, indent=2) + "\n")
-    write_kind(out, "frozen")
 
 
 def head_meta(path: Path) -> dict:
