@@ -7,6 +7,7 @@
     server   a server on a free 127.0.0.1 port: started, waited for until ready, stopped
     process  a process's CPU time and memory (psutil), the one place they are read
     hostile  the generated corpus of hostile requests (`python -m devtools.hostile`)
+    nonspeech  the fixed non-speech set the speech gate must refuse (silence, noise, tones, DTMF, chords)
 
 Run from the repository root (`python -m devtools.hostile`, `python -m benchmarks.load`), so
 `devtools` imports without any change to sys.path. It needs the dev extras (httpx, psutil):

@@ -19,13 +19,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from scoring import inputs as inp, sinks
     from scoring.progress import Progress
-    from scoring.rows import bundle_labels, output_columns, output_schema, with_carried_names
+    from scoring.rows import answer_labels, output_columns, output_schema, with_carried_names
 
     fmt = sinks.format_for(args.out, args.format)
     if args.engine == "ray" and fmt != "parquet":
         raise ValueError("--engine ray writes Parquet only: name --out a folder (a Parquet dataset)")
     options = _options(args)
-    labels = bundle_labels(options)
+    labels = answer_labels(options)
     found = inp.collect(args.inputs)
     reserved = {f.name for f in output_columns(labels, args.segments)}
     table = with_carried_names(found.table, reserved)
@@ -87,24 +87,28 @@ def _files(n: int) -> str:
 
 def _options(args: argparse.Namespace):
     from scoring.rows import Options
+    from service.bundle import load_bundle
     from service.cli import settings_from
+    from service.labels import parse_label_set
 
     s = settings_from(args)   # the service's defaults, then SER_* variables, then the flags given
     teacher = s.teacher_folder() if args.model != "student" else None
     if args.model == "teacher" and teacher is None:
         raise ValueError(f"--model teacher: no teacher (SER_TEACHER_BUNDLE=none, or no teacher/ in {s.models_dir}); "
                          "pass --teacher")
+    labels = parse_label_set(args.labels, load_bundle(s.student_folder()).labels) if args.labels else None
     return Options(student=str(s.student_folder()), teacher=str(teacher) if teacher else None, model=args.model,
                    fallback_threshold=s.fallback_threshold, max_duration_s=args.max_duration_s,
-                   segments=args.segments)
+                   segments=args.segments, labels=labels, speech_gate=s.speech_gate)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", formatter_class=HelpFormatter,
                        help="score every file of an archive into a Parquet, CSV or JSON-lines table",
                        description="One row per input file: its path (absolute, or as a manifest gives it), label, "
-                                   "confidence, every label's probability, duration, model, and "
-                                   "error_code/error_message for a file that cannot be used.", epilog=MODELS_HELP)
+                                   "confidence, every label's probability, no_speech and speech_share (a file "
+                                   "without speech has no label), duration, model, and error_code/error_message "
+                                   "for a file that cannot be used.", epilog=MODELS_HELP)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, folders (recursive: .wav .flac .ogg .opus .mp3), globs ('calls/**/*.wav'), "
                         "pyarrow filesystem URIs (s3://bucket/calls/), or CSV/Parquet manifests with a 'path' "
@@ -121,6 +125,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fallback-threshold", type=float,
                    help="auto asks the teacher below this student confidence (default: SER_FALLBACK_THRESHOLD, else the shipped value)")
     p.add_argument("--segments", action="store_true", help="add per-window results as a list column")
+    p.add_argument("--labels", help="answer over these labels only, comma-separated (e.g. angry,happy,neutral,sad): "
+                                    "probabilities renormalised over them, as /predict?labels=")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: a process pool on this machine; ray: a Ray Data pipeline (extra [scale])")
     p.add_argument("--workers", type=int, help="worker processes or Ray actors (default: the cores, or the cluster's CPUs)")

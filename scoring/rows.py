@@ -13,10 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from service.answer import Answer, ModelChoice, Models, segments
+from service.answer import Answer, ModelChoice, Models, segments, speech_fields
 from service.audio import AudioError
 from service.bundle import load_bundle
 from service.inference import OnnxModel, rounded
+from service.speech import SpeechGate
 from scoring.inputs import SOURCE, is_uri
 
 CARRIED_PREFIX = "manifest_"   # a manifest column named like an output column is carried as manifest_<name>
@@ -32,14 +33,17 @@ class Options:
     fallback_threshold: float
     max_duration_s: float
     segments: bool
+    labels: tuple[str, ...] | None = None   # the caller's label set (checked by `answer_labels`); None: all
+    speech_gate: bool = True
 
 
 def output_columns(labels: tuple[str, ...], with_segments: bool) -> list[pa.Field]:
     probs = pa.struct([(name, pa.float64()) for name in labels])
+    speech = [("no_speech", pa.bool_()), ("speech_share", pa.float64())]
     segment = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("label", pa.string()),
-                         ("confidence", pa.float64()), ("probabilities", probs)])
+                         ("confidence", pa.float64()), ("probabilities", probs), *speech])
     return [pa.field("path", pa.string()), pa.field("label", pa.string()), pa.field("confidence", pa.float64()),
-            *[pa.field(f"prob_{name}", pa.float64()) for name in labels],
+            *[pa.field(f"prob_{name}", pa.float64()) for name in labels], *[pa.field(*f) for f in speech],
             pa.field("duration_s", pa.float64()), pa.field("model", pa.string()),
             pa.field("error_code", pa.string()), pa.field("error_message", pa.string()),
             *([pa.field("segments", pa.list_(segment))] if with_segments else [])]
@@ -64,15 +68,21 @@ def bundle_labels(options: Options) -> tuple[str, ...]:
     return labels
 
 
+def answer_labels(options: Options) -> tuple[str, ...]:
+    """The labels the rows answer over: the caller's subset, else the bundles' own."""
+    return options.labels or bundle_labels(options)
+
+
 class Scorer:
     """One worker's sessions (one onnxruntime thread each) and the rows they give."""
 
     def __init__(self, options: Options, schema: pa.Schema):
         student = OnnxModel(load_bundle(options.student))
         teacher = OnnxModel(load_bundle(options.teacher)) if options.teacher else None
-        self.models = Models(student, teacher, options.fallback_threshold)
+        gate = SpeechGate() if options.speech_gate else None
+        self.models = Models(student, teacher, options.fallback_threshold, gate)
         self.options, self.schema = options, schema
-        produced = {f.name for f in output_columns(student.bundle.labels, options.segments)}
+        produced = {f.name for f in output_columns(options.labels or student.bundle.labels, options.segments)}
         self.carried = [f.name for f in schema if f.name not in produced]
         self._filesystems: dict[str, tuple[pafs.FileSystem, str]] = {}   # scheme://host -> (fs, prefix)
 
@@ -83,7 +93,7 @@ class Scorer:
         carried = {name: item.get(name) for name in self.carried}
         try:
             answer = self.models.answer(self.read(item[SOURCE]), self.options.model,
-                                        max_duration_s=self.options.max_duration_s)
+                                        max_duration_s=self.options.max_duration_s, labels=self.options.labels)
         except AudioError as e:
             return {"path": item["path"], "error_code": e.code, "error_message": e.message, **carried}
         except OSError as e:
@@ -95,8 +105,9 @@ class Scorer:
 
     def _result(self, a: Answer) -> dict:
         p, b = a.prediction, a.model.bundle
-        row = {"label": p.label, "confidence": rounded(p.confidence),
-               **{f"prob_{name}": rounded(v) for name, v in p.probabilities.items()},
+        row = {"label": p.label, "confidence": None if p.no_speech else rounded(p.confidence),
+               **{f"prob_{name}": rounded(v) for name, v in p.probabilities.items()},   # none without speech
+               **speech_fields(p.no_speech, p.speech_share),
                "duration_s": round(a.duration_s, 4), "model": f"{b.name}/{b.version}/{b.precision}"}
         if self.options.segments:
             row["segments"] = segments(a)

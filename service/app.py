@@ -47,8 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(page.router)
     app.include_router(stream.router)
-    derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings
-    app.openapi = lambda: app.openapi_schema or predict.limit_batch_files(derived(), settings.max_batch_files)
+    derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings and models
+    app.openapi = lambda: app.openapi_schema or predict.declare_labels(
+        predict.limit_batch_files(derived(), settings.max_batch_files), runtime.labels)
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,
                        upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter,
                        routes=app.routes, uploads=runtime.uploads, hosts=HostAllowList(settings.allowed_hosts))

@@ -55,18 +55,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from service.answer import speech_fields
     from service.audio import AudioError, load_audio
     from service.bundle import load_bundle
     from service.inference import OnnxModel, rounded
+    from service.speech import SpeechGate
 
     settings = settings_from(args)
     model = OnnxModel(load_bundle(settings.student_folder()), intra_threads=settings.intra_op_threads)
+    gate = SpeechGate(intra_threads=settings.intra_op_threads) if settings.speech_gate else None
     status = 0
     for f in args.files:
         try:
-            p = model.predict(load_audio(Path(f)))
-            print(json.dumps({"file": f, "label": p.label, "confidence": rounded(p.confidence),
-                              "probabilities": {k: rounded(v) for k, v in p.probabilities.items()}}))
+            p = model.predict(load_audio(Path(f)), gate=gate)
+            print(json.dumps({"file": f, "label": p.label, "confidence": None if p.no_speech else rounded(p.confidence),
+                              "probabilities": {k: rounded(v) for k, v in p.probabilities.items()},
+                              **speech_fields(p.no_speech, p.speech_share)}))
         except (AudioError, OSError) as e:
             print(json.dumps({"file": f, "error": str(e)}))
             status = 1
@@ -107,6 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="auto: the teacher answers the windows the student is unsure of")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows")
     p.add_argument("--top-k", type=int, default=3, help="labels listed per event (with --json)")
+    p.add_argument("--labels", help="answer over these labels only, comma-separated (e.g. angry,happy,neutral,sad)")
     p.add_argument("--speed", type=float, default=1.0, help="FILE at this many times real time; 0: as fast as possible")
     p.add_argument("--api-key", help="the server's key (default: SER_API_KEY)")
     p.add_argument("--json", action="store_true", help="print each event as the server sends it, one JSON line")

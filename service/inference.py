@@ -7,8 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from service.audio import SAMPLE_RATE, AudioError, batches_for, windows_for
+from service.audio import SAMPLE_RATE, AudioError, trim_bounds, window_batches, windows_for
 from service.bundle import Bundle, BundleError
+from service.labels import restrict
+from service.speech import SpeechGate
 
 MAX_BATCH = 32   # windows built and run at once at most; `OnnxModel.max_batch` may be less (service/memory.py)
 PROBABILITY_DIGITS = 4   # what answers carry: float32 logits hold no more than that of meaning
@@ -16,12 +18,20 @@ PROBABILITY_DIGITS = 4   # what answers carry: float32 logits hold no more than 
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    window_probs: np.ndarray     # (W, C), calibrated per-window probabilities
+    label: str | None            # None: no window holds speech
+    confidence: float | None
+    probabilities: dict[str, float]   # over `labels`; empty without speech
+    window_probs: np.ndarray     # (W, K), calibrated per-window probabilities over `labels`; NaN rows: no speech
     window_starts: np.ndarray    # (W,) seconds from the start of the clip
     window_s: float
+    labels: tuple[str, ...]      # the label set answered: the caller's subset, or the bundle's
+    window_speech: np.ndarray    # (W,) bool: the window holds speech and counts in the answer
+    window_shares: np.ndarray    # (W,) 1 where the window holds speech, else 0 (NaN: no gate)
+    speech_share: float | None   # the share of windows that hold speech; None when no gate ran
+
+    @property
+    def no_speech(self) -> bool:
+        return self.label is None
 
 
 def rounded(p: float) -> float:
@@ -85,25 +95,41 @@ class OnnxModel:
         probs[bad] = np.nan
         return probs
 
-    def predict(self, audio: np.ndarray) -> Prediction:
-        """(N,) 16 kHz float32 audio -> utterance prediction (mean of window probabilities)."""
+    def predict(self, audio: np.ndarray, *, gate: SpeechGate | None = None,
+                labels: tuple[str, ...] | None = None) -> Prediction:
+        """(N,) 16 kHz float32 audio -> utterance prediction: the mean of the probabilities of
+        the windows that hold speech (all windows without a `gate`), over `labels` (a subset of
+        the bundle's, renormalised; None: all). Windows without speech are not run."""
         b = self.bundle
-        parts = [(self.window_probs(w), s)
-                 for w, s in batches_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad, batch=self.max_batch)]
-        probs = np.concatenate([p for p, _ in parts])
-        starts = np.concatenate([s for _, s in parts])
-        if np.isnan(probs).any():
-            raise non_finite_output()
-        mean = probs.mean(axis=0)
+        start, end = trim_bounds(audio) if b.trim_silence else (0, len(audio))
+        x = audio[start:end]   # a view, not a copy
+        parts = [(*self._gated(w, np.round(s * SAMPLE_RATE).astype(int), x, gate, labels), s + start / SAMPLE_RATE)
+                 for w, s in window_batches(x, b.window_s, b.hop_s, pad=b.pad, batch=self.max_batch)]
+        probs, speech, shares, starts = (np.concatenate(part) for part in zip(*parts))
+        answered = labels or b.labels
+        common = dict(window_probs=probs, window_starts=starts, window_s=b.window_s, labels=answered,
+                      window_speech=speech, window_shares=shares, speech_share=float(shares.mean()) if gate else None)
+        if not speech.any():
+            return Prediction(label=None, confidence=None, probabilities={}, **common)
+        mean = probs[speech].mean(axis=0)
         best = int(mean.argmax())
-        return Prediction(
-            label=b.labels[best],
-            confidence=float(mean[best]),
-            probabilities={name: float(p) for name, p in zip(b.labels, mean)},
-            window_probs=probs,
-            window_starts=starts,
-            window_s=b.window_s,
-        )
+        return Prediction(label=answered[best], confidence=float(mean[best]),
+                          probabilities={name: float(p) for name, p in zip(answered, mean)}, **common)
+
+    def _gated(self, windows: np.ndarray, first: np.ndarray, x: np.ndarray, gate: SpeechGate | None,
+               labels: tuple[str, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A batch of windows (W, S) starting at samples `first` of `x` -> (probabilities (W, K),
+        NaN rows where there is no speech; holds speech (W,); speech shares (W,): 1 or 0, NaN
+        without a gate). The gate reads each window's real audio, never its padding."""
+        win = windows.shape[1]
+        held = np.array([gate.holds_speech(x[i:i + win]) for i in first]) if gate else np.ones(len(windows), bool)
+        shares = held.astype(float) if gate else np.full(len(windows), np.nan)
+        probs = np.full((len(windows), len(labels or self.bundle.labels)), np.nan)
+        if held.any():
+            probs[held] = restrict(self.window_probs(windows[held]), self.bundle.labels, labels)
+            if np.isnan(probs[held]).any():
+                raise non_finite_output()
+        return probs, held, shares
 
     def warm_up(self) -> None:
         """One forward pass so the first request does not pay for lazy initialisation."""

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.answer import Answer, ModelChoice
+from service.labels import LabelSetError, parse_label_set
 from service.audio import SAMPLE_RATE
 from service.errors import ApiError, validation_problems
 from service.inference import OnnxModel
@@ -100,7 +101,8 @@ class InferRequestBody(BaseModel):
     model_config = ConfigDict(strict=True)
     id: str | None = Field(None, description="Echoed in the response")
     parameters: dict[str, Any] = Field({}, description="`binary_data_output`: true for every output in binary "
-                                                       "form, unless an output says otherwise")
+                                                       "form, unless an output says otherwise; `labels`: answer over "
+                                                       "these labels only, comma-separated (as /predict?labels=)")
     inputs: list[RequestInput] = Field(min_length=1, max_length=1, description="One input: `audio` or `waveform`")
     outputs: list[RequestOutput] | None = Field(None, description="Which outputs, in which order; all when omitted")
 
@@ -138,6 +140,17 @@ def model_choice(name: str) -> ModelChoice:
 
 def invalid(message: str) -> ApiError:
     return ApiError("invalid_inference_request", message)
+
+
+def label_subset(parameters: Mapping[str, Any], labels: Sequence[str]) -> tuple[str, ...] | None:
+    """The request's `parameters.labels`, the caller's label set (service.labels), checked against `labels`."""
+    text = parameters.get("labels")
+    if text is not None and not isinstance(text, str):
+        raise invalid("parameters.labels is a string of labels, comma-separated, such as 'angry,happy,neutral,sad'")
+    try:
+        return parse_label_set(text, labels)
+    except LabelSetError as e:
+        raise invalid(f"parameters.labels: {e}") from None
 
 
 def inline_schema(model: type[BaseModel]) -> dict:
@@ -309,10 +322,11 @@ def _outputs(req: InferRequestBody) -> list[tuple[str, bool]]:
 
 def infer_response(model_name: str, version: str, labels: Sequence[str], answers: list[Answer],
                    req: InferRequest) -> tuple[bytes, dict[str, str]]:
-    """(body, headers) of the answer to `req`: one row per clip, `probabilities` in `labels`' order."""
+    """(body, headers) of the answer to `req`: one row per clip, `probabilities` in `labels`' order.
+    A clip without speech (docs/speech-gate.md) has a row of zeros and the empty label."""
     values = {
-        "probabilities": np.array([[a.prediction.probabilities[n] for n in labels] for a in answers], np.float32),
-        "label": [a.prediction.label for a in answers],
+        "probabilities": np.array([[a.prediction.probabilities.get(n, 0.0) for n in labels] for a in answers], np.float32),
+        "label": [a.prediction.label or "" for a in answers],
         "model": [a.model.bundle.role for a in answers],
     }
     outputs, blobs = [], []
@@ -356,9 +370,9 @@ def model_metadata(name: str, model: OnnxModel, fallback: OnnxModel | None = Non
     if fallback_threshold is not None:
         params |= {"fallback_threshold": fallback_threshold,
                    "fallback": fallback.bundle.name if fallback is not None else "none"}
-    n = len(b.labels)
     return {"name": name, "versions": [b.version], "platform": PLATFORM,
             "inputs": [{"name": k, "datatype": t, "shape": s} for k, (t, s) in INPUTS.items()],
-            "outputs": [{"name": k, "datatype": t, "shape": [-1, n] if t == "FP32" else [-1]}
+            # -1 labels: a request's parameters.labels picks the columns
+            "outputs": [{"name": k, "datatype": t, "shape": [-1, -1] if t == "FP32" else [-1]}
                         for k, t in OUTPUTS.items()],
             "parameters": params}

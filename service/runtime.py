@@ -13,10 +13,13 @@ from service.bundle import load_bundle
 from service.errors import ApiError
 from service.inference import OnnxModel
 from service.memory import size_batch
+from service.labels import LABELS, LabelSetError, parse_label_set
 from service.metrics import Metrics
+from service.speech import SpeechGate
 from service.settings import UPLOAD_LARGE_SHARE, Settings
 
 log = logging.getLogger("ser")
+NO_SPEECH_LABEL = "no_speech"   # the `label` of ser_predictions_total for a clip without speech
 
 
 class Limiter:
@@ -114,7 +117,10 @@ class Runtime:
             b = m.bundle
             self.metrics.model_info.labels(role=b.role).info(
                 {"name": b.name, "version": b.version, "sha256": b.sha256, "precision": b.precision})
-        self._models = Models(self.student, self.teacher, s.fallback_threshold)
+        gate = SpeechGate(intra_threads=s.intra_op_threads) if s.speech_gate else None
+        if gate is not None:
+            gate.warm_up()
+        self._models = Models(self.student, self.teacher, s.fallback_threshold, gate)
         if self.teacher is not None and self._models.fallback("auto") is None:
             log.warning("the teacher's labels differ from the student's: model=auto never falls back to it")
         self.ready = True
@@ -130,14 +136,19 @@ class Runtime:
     def _observe(self, model: OnnxModel, seconds: float) -> None:
         self.metrics.inference_latency.labels(model=model.bundle.role).observe(seconds)
 
-    def _answer(self, data: bytes | np.ndarray, choice: ModelChoice) -> Answer:
+    @property
+    def gate(self) -> SpeechGate | None:
+        return self._models.gate if self._models else None
+
+    def _answer(self, data: bytes | np.ndarray, choice: ModelChoice, labels: tuple[str, ...] | None) -> Answer:
         """Runs in a worker thread: decode, then the chosen model (and the fallback)."""
         if choice == "teacher":
             self.require_teacher()
-        answer = self._models.answer(data, choice, max_duration_s=self.settings.max_duration_s,
+        answer = self._models.answer(data, choice, max_duration_s=self.settings.max_duration_s, labels=labels,
                                      observe=self._observe)
         self.metrics.audio_duration.observe(answer.duration_s)
-        self.metrics.predictions.labels(model=answer.model.bundle.role, label=answer.prediction.label).inc()
+        self.metrics.predictions.labels(model=answer.model.bundle.role,
+                                        label=answer.prediction.label or NO_SPEECH_LABEL).inc()
         if answer.fell_back:
             self.metrics.fallbacks.inc()
         return answer
@@ -154,10 +165,23 @@ class Runtime:
             raise ApiError("teacher_unavailable")
         return self.teacher
 
-    async def answer(self, data: bytes | np.ndarray, choice: ModelChoice) -> Answer:
-        """`data`: an audio file's bytes, or a waveform (N,) at 16 kHz (service/answer.py)."""
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The loaded bundles' labels (the project's, before they are loaded)."""
+        return self.student.bundle.labels if self.student else LABELS
+
+    def label_set(self, text: str | None) -> tuple[str, ...] | None:
+        """A caller's `labels` parameter, checked against the loaded bundles' labels."""
+        try:
+            return parse_label_set(text, self.labels)
+        except LabelSetError as e:
+            raise ApiError("invalid_parameter", f"query.labels: {e}") from None
+
+    async def answer(self, data: bytes | np.ndarray, choice: ModelChoice, labels: tuple[str, ...] | None = None) -> Answer:
+        """`data`: an audio file's bytes, or a waveform (N,) at 16 kHz (service/answer.py); the
+        answer over `labels` (None: all)."""
         if not self.ready:
             raise ApiError("not_ready")
         if choice == "teacher":
             self.require_teacher()   # fail before queueing
-        return await self.limiter.run(self._answer, data, choice)
+        return await self.limiter.run(self._answer, data, choice, labels)

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.answer import model_ref, scores
+from service.answer import model_ref, scores, speech_fields
 from service.answer import segments as answer_segments
 from service.errors import ErrorBody
 from service.runtime import Answer
@@ -30,20 +30,30 @@ class ModelRef(BaseModel):
     precision: str
 
 
+NO_SPEECH = "True when no speech was heard: then `label` and `confidence` are null and there are no probabilities"
+SPEECH_SHARE = ("Share of the windows that hold speech, 0 to 1 (for one window: 1 or 0; docs/speech-gate.md); "
+                "null when the speech gate is off (SER_SPEECH_GATE=false)")
+
+
 class Segment(BaseModel):
     start_s: float
     end_s: float
-    label: str
-    confidence: float
+    label: str | None = Field(description="Null when this window holds no speech")
+    confidence: float | None
     probabilities: dict[str, float]
+    no_speech: bool = Field(description="True when this window holds no speech: it does not count in the clip's answer")
+    speech_share: float | None = Field(description=SPEECH_SHARE)
 
 
 class PredictResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["predict"]]})
-    label: str = Field(examples=["angry"])
-    confidence: float = Field(description="Calibrated probability of `label`")
-    probabilities: dict[str, float] = Field(description="Calibrated probability of every label")
-    top_k: list[LabelScore]
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["predict"], EXAMPLES["no_speech"]]})
+    label: str | None = Field(examples=["angry"], description="The emotion heard; null when no speech was heard")
+    confidence: float | None = Field(description="Calibrated probability of `label`; null without speech")
+    probabilities: dict[str, float] = Field(description="Calibrated probability of every label (of the `labels` "
+                                                        "asked for, renormalised over them); empty without speech")
+    top_k: list[LabelScore] = Field(description="The most likely labels; empty without speech")
+    no_speech: bool = Field(description=NO_SPEECH)
+    speech_share: float | None = Field(description=SPEECH_SHARE)
     model: ModelRef
     fell_back: bool = Field(description="True when model=auto and the teacher answered because the student was unsure")
     duration_s: float
@@ -87,10 +97,11 @@ class ModelInfo(BaseModel):
 
 
 def to_response(a: Answer, *, top_k: int, segments: bool) -> PredictResponse:
-    labels = a.model.bundle.labels
-    probs = np.array([a.prediction.probabilities[n] for n in labels])
+    p = a.prediction
+    probs = np.array([p.probabilities[n] for n in p.labels]) if not p.no_speech else None
     return PredictResponse(
-        **scores(labels, probs, top_k), model=model_ref(a.model), fell_back=a.fell_back,
+        **scores(p.labels, probs, top_k), **speech_fields(p.no_speech, p.speech_share),
+        model=model_ref(a.model), fell_back=a.fell_back,
         duration_s=round(a.duration_s, 4), inference_ms=round(a.inference_ms, 3),
         segments=answer_segments(a) if segments else None,
     )

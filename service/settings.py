@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     model_memory_mb: int = Field(192, ge=16, le=65_536)
     # auto: the teacher answers below this student confidence (service.fallback: the rule and why this default)
     fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    # Windows without speech do not count, and a clip without any is answered "no speech"
+    # (docs/speech-gate.md). Off: every window counts, for audio already cut to speech upstream.
+    speech_gate: bool = True
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
     # All request bodies held at once (arriving, queued, decoding); beyond it 503. Size /tmp to it:

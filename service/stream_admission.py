@@ -63,6 +63,7 @@ class Streams:
         except LookupError:
             raise StreamError("teacher_unavailable") from None
         params.check_hop(model.bundle.window_s)
+        params.label_set(model.bundle.labels)   # an unknown label fails before any audio
         if self.open >= settings.max_streams:
             raise StreamError("overloaded", f"{self.open} streams are open, the most this service takes "
                                             "(SER_MAX_STREAMS); retry shortly")

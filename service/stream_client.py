@@ -64,13 +64,13 @@ def describe(event: dict) -> str:
     kind = event.get("type")
     if kind == "window":
         role = event["model"]["role"] + (" (fallback)" if event.get("fell_back") else "")
-        return (f"{event['start_s']:7.2f} - {event['end_s']:7.2f} s  {event['label']:<8} {100 * event['confidence']:5.1f}%"
-                f"  {role}  lag {event['lag_ms']:.0f} ms")
+        heard = "no speech" if event.get("no_speech") else f"{event['label']:<8} {100 * event['confidence']:5.1f}%"
+        return f"{event['start_s']:7.2f} - {event['end_s']:7.2f} s  {heard:<15}  {role}  lag {event['lag_ms']:.0f} ms"
     if kind == "summary":
         if not event["windows"]:
             return f"summary: {event['duration_s']:.2f} s, no window"
-        return (f"summary: {event['duration_s']:.2f} s, {event['windows']} windows: {event['label']} "
-                f"{100 * event['confidence']:.1f}%")
+        heard = "no speech" if event.get("no_speech") else f"{event['label']} {100 * event['confidence']:.1f}%"
+        return f"summary: {event['duration_s']:.2f} s, {event['windows']} windows: {heard}"
     return f"error {event.get('code')}: {event.get('message')}"
 
 
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         frames = file_frames(load_audio(args.file), args.speed)   # a file that cannot be read fails here
     url = stream_url(args.url, model=args.model, hop_s=args.hop, top_k=args.top_k, sample_rate=SAMPLE_RATE,
-                     encoding="pcm_f32le")
+                     encoding="pcm_f32le", **({"labels": args.labels} if args.labels else {}))
 
     def show(event: dict) -> None:
         print(json.dumps(event) if args.json else describe(event), flush=True)

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.answer import model_ref, scores, window
+from service.answer import model_ref, scores, speech_fields, window
 from service.audio import SAMPLE_RATE
 from service.errors import CLOSE_ABNORMAL, CLOSE_CODES, CLOSE_NO_STATUS, CLOSE_NORMAL
 from service.inference import OnnxModel, non_finite_output
+from service.labels import restrict
 from service.stream_admission import Admission, Streams
 from service.streaming import StreamError, Window, Windower, decode_pcm, fit, parse_control
 
@@ -45,6 +46,7 @@ class Pending:
     window: Window
     arrived: float                 # perf_counter() when its last sample arrived
     probs: asyncio.Future
+    speech: asyncio.Future | None   # the gate's answer: the window holds speech; None without a gate
 
 
 class MinimumRate:
@@ -82,8 +84,10 @@ class Session:
         self.rate = MinimumRate(settings.stream_min_speed, settings.stream_rate_window_s)
         self.max_frames = int(settings.stream_max_s * self.params.sample_rate)   # input samples taken at most
         self.received = 0
-        self.windows = 0
-        self.prob_sum = np.zeros(len(b.labels))
+        self.windows = self.speech_windows = 0
+        self.gate = streams.runtime.gate
+        self.labels = self.params.label_set(b.labels) or b.labels   # what the events answer over
+        self.prob_sum = np.zeros(len(self.labels))
         in_flight = max(2, min(MAX_IN_FLIGHT, IN_FLIGHT_BYTES // (4 * self.windower.win)))
         self.in_flight: asyncio.Queue[Pending | None] = asyncio.Queue(in_flight)
         self.outbox: asyncio.Queue[tuple[dict, float, str] | None] = asyncio.Queue(settings.stream_send_queue)
@@ -147,19 +151,30 @@ class Session:
                 await self._submit(w, arrived)
 
     async def _submit(self, w: Window, arrived: float) -> None:
-        await self.in_flight.put(Pending(w, arrived, await self.batcher.probs(w.samples)))
+        # The gate reads only the window's real audio, as /predict's does, in a worker thread.
+        speech = (asyncio.get_running_loop().run_in_executor(None, self.gate.holds_speech, w.samples[:w.end - w.start])
+                  if self.gate else None)
+        await self.in_flight.put(Pending(w, arrived, await self.batcher.probs(w.samples), speech))
+
+    def _restrict(self, probs: np.ndarray, model: OnnxModel) -> np.ndarray:
+        """The caller's labels (service.labels), before the fallback rule looks at the confidence."""
+        return restrict(probs, model.bundle.labels, self.labels if self.labels != model.bundle.labels else None)
 
     async def _collect(self) -> None:
         while (p := await self.in_flight.get()) is not None:
-            probs, model = await p.probs, self.model
+            probs, model = self._restrict(await p.probs, self.model), self.model
+            self.windows += 1
+            if p.speech is not None and not await p.speech:   # no speech: answered as such, and not counted
+                await self._post((self._event(p.window, None, model, False), p.arrived, model.bundle.role))
+                continue
             fell_back = self.fallback is not None and self.models.unsure(probs)
-            if fell_back:   # model=auto: /predict's rule, per window
+            if fell_back:   # model=auto: /predict's rule, per window, on the caller's labels
                 model, b = self.fallback, self.fallback.bundle
                 window_in = fit(p.window.samples, round(b.window_s * SAMPLE_RATE), b.pad)
-                probs = await (await self.fallback_batcher.probs(window_in))
+                probs = self._restrict(await (await self.fallback_batcher.probs(window_in)), model)
             if np.isnan(probs).any():
                 raise StreamError("invalid_audio", non_finite_output().message)
-            self.windows += 1
+            self.speech_windows += 1
             self.prob_sum += probs
             await self._post((self._event(p.window, probs, model, fell_back), p.arrived, model.bundle.role))
         await self._post(None)
@@ -185,13 +200,20 @@ class Session:
             self.metrics.stream_event_lag.observe(lag)
             self.metrics.stream_windows.labels(model=role).inc()
 
-    def _event(self, w: Window, probs: np.ndarray, model: OnnxModel, fell_back: bool) -> dict:
-        labels, top_k = model.bundle.labels, self.params.top_k
-        return {"type": "window", **window(labels, w.start / SAMPLE_RATE, w.end / SAMPLE_RATE, probs),
-                "top_k": scores(labels, probs, top_k)["top_k"], "model": model_ref(model), "fell_back": fell_back}
+    def _event(self, w: Window, probs: np.ndarray | None, model: OnnxModel, fell_back: bool) -> dict:
+        """A window event; `probs` None for a window without speech."""
+        labels, top_k = self.labels, self.params.top_k
+        held = probs is not None
+        return {"type": "window",
+                **window(labels, w.start / SAMPLE_RATE, w.end / SAMPLE_RATE, probs if held else np.full(len(labels), np.nan)),
+                "top_k": scores(labels, probs, top_k)["top_k"],
+                **speech_fields(not held, float(held) if self.gate else None),
+                "model": model_ref(model), "fell_back": fell_back}
 
     def _summary(self) -> dict:
-        labels, top_k = self.model.bundle.labels, self.params.top_k
-        answer = (scores(labels, self.prob_sum / self.windows, top_k) if self.windows
-                  else {"label": None, "confidence": None, "probabilities": {}, "top_k": []})
-        return {"type": "summary", "duration_s": round(self.windower.duration_s, 4), **answer, "windows": self.windows}
+        """The mean over the windows that hold speech; no_speech when none does."""
+        n = self.speech_windows
+        share = n / self.windows if self.gate and self.windows else None
+        return {"type": "summary", "duration_s": round(self.windower.duration_s, 4),
+                **scores(self.labels, self.prob_sum / n if n else None, self.params.top_k),
+                **speech_fields(n == 0, share), "windows": self.windows, "speech_windows": n}

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.audio import MIN_DURATION_S, SAMPLE_RATE, fill, resampler, window_starts
 from service.errors import ERRORS, validation_problems
+from service.labels import LabelSetError, parse_label_set
 
 ENCODINGS = {"pcm_s16le": (np.dtype("<i2"), 1 / 32768), "pcm_f32le": (np.dtype("<f4"), 1.0)}
 
@@ -31,6 +32,7 @@ class StreamParams(BaseModel):
     encoding: Literal["pcm_s16le", "pcm_f32le"] = "pcm_s16le"
     hop_s: float = Field(0.5, ge=0.25)   # at most the window, checked against the bundle (`check_hop`)
     top_k: int = Field(3, ge=1, le=64)
+    labels: str | None = None   # the caller's label set, checked against the bundle (`label_set`)
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> StreamParams:
@@ -38,6 +40,12 @@ class StreamParams(BaseModel):
             return cls(**query)
         except ValidationError as e:
             raise StreamError("invalid_parameter", validation_problems(e.errors(), ("query",))) from None
+
+    def label_set(self, labels: tuple[str, ...]) -> tuple[str, ...] | None:
+        try:
+            return parse_label_set(self.labels, labels)
+        except LabelSetError as e:
+            raise StreamError("invalid_parameter", f"query.labels: {e}") from None
 
     def check_hop(self, window_s: float) -> None:
         if self.hop_s > window_s:

@@ -15,19 +15,27 @@ from service.audio import load_audio, windows_for
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
+from service.speech import SpeechGate
 from training.config import CPU_THREADS
-from training.metrics import classification_report, expected_calibration_error
+from training.metrics import NO_ANSWER, classification_report, expected_calibration_error
 from training.records import Utterance
 
 
-def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = CPU_THREADS) -> np.ndarray:
-    """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served."""
+def bundle_probs(bundle_dir: str | Path, records: list[Utterance], *, threads: int = CPU_THREADS,
+                 speech_gate: bool = True) -> np.ndarray:
+    """(N, C) calibrated utterance probabilities from the ONNX bundle, exactly as served: behind
+    the speech gate, so a clip answered "no speech" is a row of NaN (an error in the report)."""
     model = OnnxModel(load_bundle(bundle_dir), intra_threads=threads)
     if tuple(model.bundle.labels) != LABELS:
         raise ValueError(f"bundle labels {model.bundle.labels} differ from the project's {LABELS}")
-    probs = [list(model.predict(load_audio(r.path)).probabilities.values())
+    gate = SpeechGate(intra_threads=threads) if speech_gate else None
+    probs = [_row(model.predict(load_audio(r.path), gate=gate))
              for r in tqdm(records, desc=f"evaluate {model.bundle.name}", unit="clip", leave=False)]
     return np.asarray(probs)
+
+
+def _row(p) -> list[float]:
+    return [np.nan] * len(p.labels) if p.no_speech else list(p.probabilities.values())
 
 
 def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float, trim: bool,
@@ -54,8 +62,10 @@ def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float,
 
 
 def report_from_probs(probs: np.ndarray, records: list[Utterance]) -> dict:
+    """The report of (N, C) probabilities; a NaN row (a speech clip answered "no speech") is an error."""
     y = np.array([LABELS.index(r.label) for r in records])
-    rep = classification_report(y, probs.argmax(axis=1), LABELS)
+    flagged = np.isnan(probs).any(axis=1)
+    rep = classification_report(y, np.where(flagged, NO_ANSWER, np.nan_to_num(probs).argmax(axis=1)), LABELS)
     rep["ece"] = expected_calibration_error(probs, y)
     return rep
 
@@ -71,7 +81,8 @@ def write_report(rep: dict, out_dir: str | Path, title: str) -> None:
 def markdown_report(rep: dict, title: str) -> str:
     labels = rep["labels"]
     lines = [f"# {title}", "", f"{rep['n']} clips. accuracy {rep['accuracy']:.3f} · UA {rep['ua']:.3f} · "
-             f"macro-F1 {rep['macro_f1']:.3f}" + (f" · ECE {rep['ece']:.3f}" if "ece" in rep else ""), "",
+             f"macro-F1 {rep['macro_f1']:.3f}" + (f" · ECE {rep['ece']:.3f}" if "ece" in rep else "")
+             + (f" · {rep['no_speech']} answered \"no speech\" (counted as errors)" if rep.get("no_speech") else ""), "",
              "| true \\ predicted | " + " | ".join(labels) + " | recall |",
              "|---" * (len(labels) + 2) + "|"]
     for lab, row in zip(labels, rep["confusion"]):

@@ -99,17 +99,20 @@ async def infer(request: Request, runtime: RuntimeDep, model_name: ModelName) ->
     body = await read_body(request)
     # In a worker thread: a JSON waveform of a full upload is millions of values to check.
     req = await run_in_threadpool(oip.parse_infer, body, request.headers, runtime.settings.max_batch_files)
-    answers = await answer_rows(runtime, req.rows, choice)
-    body, headers = oip.infer_response(choice, model.bundle.version, model.bundle.labels, answers, req)
+    subset = oip.label_subset(req.parameters, model.bundle.labels)
+    answers = await answer_rows(runtime, req.rows, choice, subset)
+    body, headers = oip.infer_response(choice, model.bundle.version, subset or model.bundle.labels, answers, req)
     return Response(body, headers=headers)
 
 
-async def answer_rows(runtime: Runtime, rows: list, choice: ModelChoice) -> list[Answer]:
-    """/predict's answer for each row, in order; a row's audio error names the row when there are several."""
+async def answer_rows(runtime: Runtime, rows: list, choice: ModelChoice,
+                      labels: tuple[str, ...] | None = None) -> list[Answer]:
+    """/predict's answer for each row (over `labels`), in order; a row's audio error names the row
+    when there are several."""
     answers = []
     for i, row in enumerate(rows):
         try:
-            answers.append(await runtime.answer(row, choice))
+            answers.append(await runtime.answer(row, choice, labels))
         except AudioError as e:
             if len(rows) == 1:
                 raise

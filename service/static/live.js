@@ -66,24 +66,33 @@
       rows[label].append(cell);
       while (rows[label].childElementCount > COLUMNS) rows[label].firstElementChild.remove();
     }
+    if (e.no_speech) {   // an empty column: the timeline keeps time, and no emotion is drawn
+      for (const label of Object.keys(rows)) {
+        rows[label].append(document.createElement("i"));
+        while (rows[label].childElementCount > COLUMNS) rows[label].firstElementChild.remove();
+      }
+    }
     events += 1;
     timeline.dataset.events = String(events);
     const now = $("live-label");
-    now.textContent = e.label;
-    now.dataset.label = e.label;
-    now.style.color = colorOf(e.label);
-    $("live-confidence").textContent = `${pct(e.confidence)} confidence`;
+    now.textContent = e.no_speech ? "No speech" : e.label;
+    now.dataset.label = e.label || "";
+    now.dataset.noSpeech = String(!!e.no_speech);
+    now.style.color = e.no_speech ? "#8b8d98" : colorOf(e.label);
+    $("live-confidence").textContent = e.no_speech ? "no emotion to tell" : `${pct(e.confidence)} confidence`;
     $("live-meta").textContent = `${e.start_s.toFixed(1)}–${e.end_s.toFixed(1)} s · ${e.model.role}` +
       `${e.fell_back ? " (fallback)" : ""} · lag ${Math.round(e.lag_ms)} ms`;
     $("live-axis-end").textContent = `now (${e.end_s.toFixed(0)} s)`;
-    if (e.label !== lastLabel) $("live-status").textContent = `Now: ${e.label}`;
+    if (e.label !== lastLabel) $("live-status").textContent = `Now: ${e.label || "no speech"}`;
     lastLabel = e.label;
   }
 
   function onSummary(s) {
-    $("live-summary").textContent = s.windows
-      ? `Stream ended: ${s.duration_s.toFixed(1)} s, ${s.windows} windows; overall ${s.label} (${pct(s.confidence)}).`
-      : `Stream ended after ${s.duration_s.toFixed(1)} s, before a whole window.`;
+    $("live-summary").textContent = !s.windows
+      ? `Stream ended after ${s.duration_s.toFixed(1)} s, before a whole window.`
+      : s.no_speech ? `Stream ended: ${s.duration_s.toFixed(1)} s, ${s.windows} windows; no speech heard.`
+      : `Stream ended: ${s.duration_s.toFixed(1)} s, ${s.windows} windows (${s.speech_windows} with speech); ` +
+        `overall ${s.label} (${pct(s.confidence)}).`;
   }
 
   async function openAudio() {

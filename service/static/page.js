@@ -13,6 +13,8 @@
     return `hsl(${h} 55% 48%)`;
   }
   const pct = (p, digits = 1) => `${(100 * p).toFixed(digits)}%`;
+  const NO_SPEECH = "no speech";
+  const NO_SPEECH_COLOR = "#8b8d98";
   const secs = (s) => `${Number(s).toFixed(s < 10 ? 2 : 1)} s`;
   function el(tag, attrs = {}, ...children) {
     const e = document.createElement(tag);
@@ -77,13 +79,16 @@
   }
 
   function render(r) {
-    const color = colorOf(r.label);
-    $("result-label").textContent = r.label;
-    $("result-label").dataset.label = r.label;
+    // no speech heard: say so plainly, with no emotion and no probabilities
+    const color = r.no_speech ? NO_SPEECH_COLOR : colorOf(r.label);
+    $("result-label").textContent = r.no_speech ? "No speech" : r.label;
+    $("result-label").dataset.label = r.label || "";
+    $("result-label").dataset.noSpeech = String(!!r.no_speech);
     $("result-label").style.color = color;
     $("result-ring").style.stroke = color;
-    $("result-ring").setAttribute("stroke-dasharray", `${(100 * r.confidence).toFixed(2)} 100`);
-    $("result-confidence").textContent = pct(r.confidence);
+    $("result-ring").setAttribute("stroke-dasharray", `${(100 * (r.no_speech ? 0 : r.confidence)).toFixed(2)} 100`);
+    $("result-confidence").textContent = r.no_speech ? pct(r.speech_share || 0, 0) : pct(r.confidence);
+    $("result-confidence-word").textContent = r.no_speech ? "of the audio sounds like speech: no emotion to tell" : "confidence";
 
     const m = r.model || {};
     const modelUsed = $("model-used");
@@ -112,7 +117,8 @@
     renderTimeline(r);
     show("result");
     revealResult();
-    $("status").textContent = `Result: ${r.label}, ${pct(r.confidence, 0)} confidence, from ${m.name} (${m.role})` +
+    $("status").textContent = r.no_speech ? "Result: no speech heard in the audio." :
+      `Result: ${r.label}, ${pct(r.confidence, 0)} confidence, from ${m.name} (${m.role})` +
       (r.fell_back ? ", after falling back to the teacher." : ".");
   }
 
@@ -127,19 +133,21 @@
       return { s, from: s.start_s, to: Math.max(s.start_s, end) };
     });
     const at = (t) => `${(100 * t / total).toFixed(4)}%`;
+    const name = (s) => (s.no_speech ? NO_SPEECH : s.label);
     const blocks = spans.map(({ s, from, to }) => {
-      const tip = `${secs(s.start_s)} – ${secs(s.end_s)}: ${s.label} (${pct(s.confidence, 0)})`;
+      const tip = `${secs(s.start_s)} – ${secs(s.end_s)}: ${s.no_speech ? NO_SPEECH : `${s.label} (${pct(s.confidence, 0)})`}`;
       return el("div", { class: "segment", role: "listitem", title: tip, "aria-label": tip,
-                         "data-label": s.label, "data-start": String(s.start_s), "data-end": String(s.end_s),
-                         style: { left: at(from), width: at(to - from), background: colorOf(s.label),
-                                  opacity: String(0.4 + 0.6 * Math.min(1, Math.max(0, s.confidence))) } });
+                         "data-label": s.label || "", "data-no-speech": String(!!s.no_speech),
+                         "data-start": String(s.start_s), "data-end": String(s.end_s),
+                         style: { left: at(from), width: at(to - from), background: s.no_speech ? NO_SPEECH_COLOR : colorOf(s.label),
+                                  opacity: String(s.no_speech ? 0.5 : 0.4 + 0.6 * Math.min(1, Math.max(0, s.confidence))) } });
     });
     // consecutive windows with the same label form one run: one name, a separator between runs
     const runs = [];
     for (const sp of spans) {
       const last = runs[runs.length - 1];
-      if (last && last.label === sp.s.label && sp.from <= last.to + 1e-3) last.to = sp.to;
-      else runs.push({ label: sp.s.label, from: sp.from, to: sp.to });
+      if (last && last.label === name(sp.s) && sp.from <= last.to + 1e-3) last.to = sp.to;
+      else runs.push({ label: name(sp.s), from: sp.from, to: sp.to });
     }
     const runEls = runs.map((r) => el("div", { class: "run", "aria-hidden": "true", style: { left: at(r.from), width: at(r.to - r.from) } },
                                        el("span", { text: r.label })));
@@ -150,15 +158,15 @@
     }));
     $("axis-mid").textContent = secs(total / 2);
     $("axis-end").textContent = secs(total);
-    const seen = [...new Set(segs.map((s) => s.label))];
-    const legend = seen.map((l) => el("span", {}, el("i", { style: { background: colorOf(l) } }), l));
+    const seen = [...new Set(segs.map(name))];
+    const legend = seen.map((l) => el("span", {}, el("i", { style: { background: l === NO_SPEECH ? NO_SPEECH_COLOR : colorOf(l) } }), l));
     const gaps = segs[0].start_s > 0.05 || segs[segs.length - 1].end_s < total - 0.05 ||
                  segs.some((s, i) => i > 0 && s.start_s > segs[i - 1].end_s + 0.01);
     if (gaps) legend.push(el("span", {}, el("i", { class: "gap" }), "silence, not analyzed"));
     $("timeline-legend").replaceChildren(...legend);
     $("segments-table").replaceChildren(...segs.map((s) => el("tr", {},
       el("td", { text: secs(s.start_s) }), el("td", { text: secs(s.end_s) }),
-      el("td", { class: "cap", text: s.label }), el("td", { text: pct(s.confidence) }))));
+      el("td", { class: "cap", text: name(s) }), el("td", { text: s.no_speech ? "" : pct(s.confidence) }))));
     section.hidden = false;
   }
 

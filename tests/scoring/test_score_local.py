@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -258,3 +259,20 @@ def test_the_progress_line_counts_rate_and_time_left():
     assert stream.getvalue() == line + "\n"   # not a terminal: whole lines
     Progress(10, quiet=True, stream=stream).add(10, 0)
     assert stream.getvalue().count("\n") == 1
+
+
+def test_labels_and_a_file_without_speech(tmp_path, student_bundle, capsys):
+    [talk] = clips(tmp_path / "in", 1)
+    sf.write(tmp_path / "in" / "quiet.wav", np.zeros(3 * 16_000, np.float32), 16_000)
+    out = tmp_path / "out.parquet"
+    assert score(tmp_path / "in", "--out", out, "--labels", "sad,angry", bundle=student_bundle) == 0
+    rows = by_path(out)
+    assert {c for c in pq.read_table(out).column_names if c.startswith("prob_")} == {"prob_angry", "prob_sad"}
+    quiet, heard = rows[str(tmp_path / "in" / "quiet.wav")], rows[str(talk)]
+    assert quiet["no_speech"] is True and quiet["label"] is None and quiet["prob_angry"] is None
+    assert quiet["speech_share"] == 0 and quiet["error_code"] is None
+    assert heard["no_speech"] is False and heard["label"] in ("angry", "sad")
+    assert heard["prob_angry"] + heard["prob_sad"] == pytest.approx(1, abs=1e-3)
+    capsys.readouterr()
+    assert score(tmp_path / "in", "--out", tmp_path / "bad.parquet", "--labels", "angry,bogus", bundle=student_bundle) == 2
+    assert "valid labels: angry, disgust" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_server_and_model_health_and_metadata(served):
         assert meta["name"] == name and meta["parameters"]["labels"] == labels
         assert {(t["name"], t["datatype"]) for t in meta["inputs"]} == {("audio", "BYTES"), ("waveform", "FP32")}
         assert [(t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]] == [
-            ("probabilities", "FP32", [-1, 6]), ("label", "BYTES", [-1]), ("model", "BYTES", [-1])]
+            ("probabilities", "FP32", [-1, -1]), ("label", "BYTES", [-1]), ("model", "BYTES", [-1])]
     assert client.get_model_metadata("auto")["parameters"]["fallback_threshold"] == 0.2
     assert not client.is_model_ready("foo123")
 

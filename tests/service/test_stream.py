@@ -92,7 +92,8 @@ def assert_same_windows(events: list[dict], answer: dict) -> None:
     windows = [e for e in events if e["type"] == "window"]
     assert len(windows) == len(answer["segments"]) > 0
     for e, s in zip(windows, answer["segments"]):
-        assert (e["start_s"], e["end_s"], e["label"]) == (s["start_s"], s["end_s"], s["label"])
+        assert (e["start_s"], e["end_s"], e["label"], e["no_speech"], e["speech_share"]) == \
+            (s["start_s"], s["end_s"], s["label"], s["no_speech"], s["speech_share"])
         for label, p in s["probabilities"].items():   # both rounded to 4 digits
             assert abs(e["probabilities"][label] - p) <= 1.0001e-4, (e, s)
 
@@ -106,7 +107,7 @@ def test_events_have_the_documented_fields_and_advance_by_hop(server, student_bu
     assert [w["start_s"] for w in windows] == [0.25 * i for i in range(9)]
     for w in windows:
         assert set(w) == {"type", "start_s", "end_s", "label", "confidence", "probabilities", "top_k", "model",
-                          "fell_back", "lag_ms"}
+                          "fell_back", "lag_ms", "no_speech", "speech_share"}
         assert w["type"] == "window" and w["end_s"] == pytest.approx(w["start_s"] + 1.0)
         assert set(w["probabilities"]) == set(student_bundle.labels) and len(w["top_k"]) == 2
         assert w["label"] == w["top_k"][0]["label"] and w["confidence"] == w["top_k"][0]["probability"]
@@ -147,7 +148,24 @@ def test_a_stream_shorter_than_a_window_gets_one_padded_window_and_an_empty_one_
     assert_same_windows(events, predict_segments(server, encode(x, 16_000, "WAV", "PCM_16")))
     events, code = stream(ws_url(server), [])
     assert code == 1000 and events == [{"type": "summary", "duration_s": 0.0, "label": None, "confidence": None,
-                                        "probabilities": {}, "top_k": [], "windows": 0}]
+                                        "probabilities": {}, "top_k": [], "no_speech": True, "speech_share": None,
+                                        "windows": 0, "speech_windows": 0}]
+
+
+def test_labels_and_silence(server):
+    """labels=: every event over exactly those labels; a stretch of silence: its windows are
+    answered "no speech" and the summary is the mean over the others."""
+    x = np.concatenate([voice(1.0, seed=8), np.zeros(3 * 16_000, np.float32)])
+    events, code = stream(ws_url(server, labels="sad,angry", hop_s=1.0), chunks(s16(x)))
+    *windows, summary = events
+    assert code == 1000 and [w["no_speech"] for w in windows] == [False, True, True, True]
+    assert list(windows[0]["probabilities"]) == ["angry", "sad"] and windows[0]["label"] in ("angry", "sad")
+    assert sum(windows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert all(w["label"] is None and w["probabilities"] == {} and w["speech_share"] == 0 for w in windows[1:])
+    assert summary["speech_windows"] == 1 and summary["windows"] == 4 and summary["no_speech"] is False
+    assert summary["probabilities"] == windows[0]["probabilities"]
+    events, code = stream(ws_url(server), chunks(s16(np.zeros(2 * 16_000, np.float32))))
+    assert code == 1000 and events[-1]["no_speech"] is True and events[-1]["label"] is None
 
 
 def test_teacher_and_stream_limit_of_stream_time(server):
@@ -173,6 +191,7 @@ BAD = [
     ({"encoding": "mp3"}, [], 4400, "invalid_parameter"),
     ({"hop_s": 0.1}, [], 4400, "invalid_parameter"),
     ({"hop_s": 1.5}, [], 4400, "invalid_parameter"),          # longer than the student's 1 s window
+    ({"labels": "angry,bogus"}, [], 4400, "invalid_parameter"),
     ({}, ["not json"], 1003, "invalid_message"),
     ({}, ['{"type": "pause"}'], 1003, "invalid_message"),
     ({}, [b"\x00\x01\x02"], 1003, "invalid_message"),          # half a 16-bit sample
@@ -321,6 +340,17 @@ def test_ser_stream_prints_one_line_per_event(server, tmp_path):
     lines = out.stdout.splitlines()
     assert len(lines) == 5 and lines[0].split()[:4] == ["0.00", "-", "1.00", "s"] and "student" in lines[0]
     assert lines[-1].startswith("summary: 2.20 s, 4 windows: ")
+
+
+def test_ser_stream_labels_and_no_speech(server, tmp_path):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(encode(np.concatenate([voice(1.0, seed=8), np.zeros(16_000, np.float32)]), 16_000, "WAV", "PCM_16"))
+    out = ser_stream(str(clip), "--url", server, "--speed", "0", "--hop", "1", "--labels", "angry,sad", "--json")
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout.splitlines()[0])
+    assert list(first["probabilities"]) == ["angry", "sad"]
+    out = ser_stream(str(clip), "--url", server, "--speed", "0", "--hop", "1")
+    assert out.returncode == 0 and "no speech" in out.stdout.splitlines()[1], out.stdout
 
 
 def test_ser_stream_errors(server, tmp_path):

@@ -3,8 +3,8 @@
     .venv/bin/python -m tests.support.openapi_examples [clip.flac]
 
 The service's answers to one real RAVDESS clip (angry, actor 01), alone and in a batch beside
-a PNG, become `service/static/openapi-examples.json`; tests/service/test_openapi.py checks
-that they still match what the shipped student answers.
+a PNG, and to 3 s of silence, become `service/static/openapi-examples.json`;
+tests/service/test_openapi.py checks that they still match what the shipped student answers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from devtools.audio import silence_file
 from devtools.data import RAVDESS_CLIP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,15 +26,17 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)   # a file that is not audio
 
 
 def collect_examples(clip: Path) -> dict:
-    """The service's real answers: /predict?top_k=3 and /predict/batch with the clip and a PNG."""
+    """The service's real answers: /predict?top_k=3 and /predict/batch with the clip and a PNG,
+    and /predict with 3 s of silence."""
     audio = clip.read_bytes()
     with TestClient(create_app(Settings(intra_op_threads=1, inter_op_threads=1))) as c:
         one = c.post("/predict", files={"file": (clip.name, audio, "audio/flac")})
         batch = c.post("/predict/batch", files=[("files", (clip.name, audio, "audio/flac")),
                                                 ("files", ("cover.png", PNG, "image/png"))])
-    for r in (one, batch):
+        silent = c.post("/predict", files={"file": ("silence.wav", silence_file(3, 16_000, 1, "WAV"), "audio/wav")})
+    for r in (one, batch, silent):
         r.raise_for_status()
-    return {"clip": clip.name, "predict": one.json(), "batch": batch.json()}
+    return {"clip": clip.name, "predict": one.json(), "batch": batch.json(), "no_speech": silent.json()}
 
 
 if __name__ == "__main__":

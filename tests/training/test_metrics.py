@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training.calibrate import fit_temperature, utterance_probs
-from training.metrics import classification_report, expected_calibration_error
+from training.metrics import NO_ANSWER, classification_report, expected_calibration_error
 from training.records import Utterance
 from pipeline.report import pooled
 
@@ -49,3 +49,11 @@ def test_temperature_fixes_an_overconfident_model():
     assert cal["temperature"] > 2 and cal["ece_after"] < cal["ece_before"] / 3 and cal["nll_after"] < cal["nll_before"]
     probs = utterance_probs(logits, cal["temperature"])
     assert probs.max(axis=1).mean() == pytest.approx(0.6, abs=0.05)
+
+
+def test_a_clip_answered_no_speech_is_an_error_of_its_class():
+    rep = classification_report(np.array([0, 0, 1, 1]), np.array([0, NO_ANSWER, 1, 1]), LABELS)
+    assert rep["n"] == 4 and rep["no_speech"] == 1 and rep["accuracy"] == pytest.approx(3 / 4)
+    assert rep["per_class_recall"]["angry"] == pytest.approx(0.5) and sum(map(sum, rep["confusion"])) == 3
+    probs = np.array([[0.9, 0.1], [np.nan, np.nan]])
+    assert expected_calibration_error(probs, np.array([0, 1])) == pytest.approx(0.1)
