@@ -8,19 +8,18 @@ the folded bias: the same network, checked against onnxruntime at load (export's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 import torch
 from onnx import numpy_helper
 
+from service.bundle import load_bundle
 from training.student import LiteCNN, LiteCNNConfig
 
 
 def load_torch_student(bundle: Path) -> LiteCNN:
-    meta = json.loads((bundle / "bundle.json").read_text())
-    model = LiteCNN(LiteCNNConfig(**meta["training"]["config"]["model"])).eval()
+    model = LiteCNN(LiteCNNConfig(**load_bundle(bundle).training["config"]["model"])).eval()
     graph = onnx.load(str(bundle / "model.onnx")).graph
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
     state = model.state_dict()

@@ -12,9 +12,9 @@ have no test speakers: compare the bundles of a k-fold run instead.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from service.bundle import load_bundle
 from training.corpora.ravdess import prepare_ravdess
 from training.evaluate import bundle_probs, report_from_probs
 
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--int8", type=Path, default=Path("models/student-int8"))
     ap.add_argument("--data", type=Path, default=Path("../shared/data/ravdess"), help="the RAVDESS copy (manifest.csv)")
     args = ap.parse_args()
-    test = set(json.loads((args.fp / "bundle.json").read_text())["training"]["split"]["speakers"]["test"])
+    test = set(load_bundle(args.fp).training["split"]["speakers"]["test"])
     if not test:
         raise SystemExit(f"{args.fp} has no test speakers (trained on every speaker); "
                          "pass the bundles of a k-fold run, e.g. runs/NAME/fold0/bundles/student")

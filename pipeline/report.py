@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from export.cards import model_card
-from service.bundle import write_bundle
+from service.bundle import load_bundle, write_bundle
 from training.metrics import classification_report
 
 MODELS = ("teacher", "teacher-int8", "student_alone", "student", "student-int8", "auto")
@@ -122,7 +122,7 @@ def write_final(final: Path, result: dict, summary: dict) -> dict:
     """Cards and bundle.json of the final models: the recipe's scores per corpus (they have no
     test set) and their own scores on the cross corpora."""
     for bundle in sorted((final / "bundles").iterdir()):
-        meta = json.loads((bundle / "bundle.json").read_text())
+        meta = load_bundle(bundle).to_json()
         model = bundle.name   # the splits' bundle of the same name estimates it
         rows = {name: {"kind": r["kind"], "ua": r[model]["ua"], "macro_f1": r[model]["macro_f1"]}
                 for name, r in summary["corpora"].items() if model in r}
