@@ -63,14 +63,18 @@ def _finish(out: Path, meta: dict, model: OnnxModel, parts: dict, description: s
     return write_bundle(out, meta, model_card(meta, rep, description)), rep
 
 
-def export_quantized(src: Path, out: Path, parts: dict, eval_dir: Path, description: str) -> tuple[Bundle, dict | None]:
+def export_quantized(src: Path, out: Path, parts: dict, eval_dir: Path, description: str,
+                     held_out: list[Utterance] = ()) -> tuple[Bundle, dict | None]:
     """int8 copy of the bundle at `src` (static QDQ for the student, dynamic MatMul weights for
-    the teacher), with its UA change against float32 on the test speakers."""
-    from export.quantize import quantize_bundle
+    the teacher), with its UA change against float32 on the test speakers and, on `held_out`
+    audio (not the calibration clips), how often it gives the float model's label."""
+    from export.quantize import agreement, quantize_bundle
 
     quantized = quantize_bundle(src, out, parts["val"])
     meta = json.loads((out / "bundle.json").read_text())
     meta["metrics"] = {}
+    if held_out:
+        meta["extra"]["quantization"]["agreement"] = agreement(src, out, list(held_out))
     bundle, rep = _finish(out, meta, OnnxModel(quantized), parts, description, eval_dir)
     if rep is not None:
         float_ua = json.loads((src / "bundle.json").read_text())["metrics"]["test"]["ua"]
@@ -85,11 +89,12 @@ def split_info(fold: Path, parts: dict) -> dict:
 
 
 def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, window: dict, teacher_dir: Path,
-                        students: dict[str, Path]) -> dict:
+                        students: dict[str, Path], held_out: list[Utterance] = ()) -> dict:
     """All bundles of one pipeline split, RUN/<split> (or of the final models, RUN/final), and
     their test reports (None where the split has no test speakers). `teacher`: the fold's
     teacher on raw waveform, served with `window`, trained in `teacher_dir`. The corpora's
-    names and licences come from the run (RUN/corpus.json)."""
+    names and licences come from the run (RUN/corpus.json). `held_out`: audio the int8 student's
+    agreement with its float model is checked on (the test speakers and the cross corpora)."""
     from training.train_student import load_student
 
     info = split_info(fold, parts)
@@ -113,7 +118,7 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
     if "student_kd" in students:
         reports["student_int8"] = _cached(fold, "student-int8", lambda out: export_quantized(
             fold / "bundles" / "student", out, parts, fold / "eval" / "student-int8",
-            STUDENT_DESCRIPTION + INT8_NOTE["student"]))
+            STUDENT_DESCRIPTION + INT8_NOTE["student"], held_out))
     return {"fold": fold.name, "test_speakers": list(info["split"]["speakers"]["test"]), **reports}
 
 

@@ -13,6 +13,11 @@ def model_card(meta: dict, rep: dict | None, description: str) -> str:
     quant = meta.get("extra", {}).get("quantization", {})
     int8 = (f"\n- {quant['method']}; test UA change vs the float32 bundle: {quant['ua_change_vs_float32']:+.3f}."
             if "ua_change_vs_float32" in quant else f"\n- {quant['method']}." if quant else "")
+    if "agreement" in quant:
+        a = quant["agreement"]
+        int8 += (f" Same label as the float32 bundle on {a['label_agreement']:.1%} of {a['clips']} held-out clips "
+                 f"(mean probability distance {a['mean_prob_distance']:.4f})"
+                 + ("." if a["meets_bar"] else ": **below the 97 % bar; serve the float32 bundle**."))
     return f"""# {meta['name']} {meta['version']} ({meta['role']})
 
 {description}

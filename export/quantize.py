@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                      quantize_static)
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from service.audio import load_audio, windows_for
@@ -41,6 +41,53 @@ def front_end_nodes(model_path: Path) -> list[str]:
         if node.op_type == "Log":
             return names
     return []
+
+
+# Static int8 recipes for the student, measured against the float model in
+# experiments/quant_agreement.py. `float`: node-name prefixes kept in float beyond the front end.
+VARIANTS: dict[str, dict] = {
+    "minmax": {},
+    "moving-average": {"extra": {"CalibMovingAverage": True}},
+    "s8": {"activation": QuantType.QInt8},
+    "block0-float": {"float": ["/norm/", "/blocks/blocks.0/"]},
+    "head-float": {"float": ["/bottleneck/", "/head/"]},
+    "ends-float": {"float": ["/norm/", "/blocks/blocks.0/", "/bottleneck/", "/head/"]},
+    "dynamic": {"dynamic": True},   # int8 weights, activation ranges measured per call (ConvInteger)
+}
+
+
+def quantize_student_graph(src: Path, out: Path, input_name: str, windows: np.ndarray, recipe: dict) -> None:
+    """Static QDQ int8 copy of the student graph at `src`, activation ranges calibrated on
+    `windows` (real audio, as served), per-channel int8 weights; the front end stays float."""
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    keep = front_end_nodes(pre) + [n.name for n in onnx.load(str(pre)).graph.node
+                                   if any(n.name.startswith(p) for p in recipe.get("float", []))]
+    if recipe.get("dynamic"):
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=keep)
+        pre.unlink()
+        return
+    quantize_static(str(pre), str(out), WindowReader(input_name, windows), quant_format=QuantFormat.QDQ,
+                    activation_type=recipe.get("activation", QuantType.QUInt8), weight_type=QuantType.QInt8,
+                    per_channel=True, nodes_to_exclude=keep,
+                    calibrate_method=CalibrationMethod.MinMax, extra_options=recipe.get("extra", {}))
+    pre.unlink()
+
+
+AGREEMENT_BAR = 0.97   # share of held-out clips on which an int8 student must give its float model's label
+
+
+def agreement(float_dir: Path, int8_dir: Path, records: list[Utterance]) -> dict:
+    """How far an int8 bundle is from its float one on `records` (held-out audio), as served: the
+    share of clips with the same label, and the total-variation distance of their probabilities."""
+    from training.evaluate import bundle_probs
+
+    p, q = bundle_probs(float_dir, records), bundle_probs(int8_dir, records)
+    tv = 0.5 * np.abs(p - q).sum(axis=1)
+    same = float((p.argmax(axis=1) == q.argmax(axis=1)).mean())
+    return {"clips": len(records), "label_agreement": same, "mean_prob_distance": float(tv.mean()),
+            "max_prob_distance": float(tv.max()), "meets_bar": same >= AGREEMENT_BAR}
 
 
 def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_windows: int = 200) -> Bundle:

@@ -5,11 +5,12 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one split pe
 
     records.csv, pipeline.json, corpus.json   all utterances; the configuration; corpora and licences
     encoder_stats/<sha>-<window>/      the frozen encoder's statistics per clip (teacher_kind "frozen")
+    views/<key>/                       the students' augmented training views (student "views" > 0)
     fold0/ .. foldK-1/                 k-fold by speaker within every corpus (`folds`)
     loco-<corpus>/                     leave one corpus out: trained on the others, tested on all of it
         split.json
         teacher/                       head.pt + head.json (frozen) or best/ (fine-tuned)
-        student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1)
+        student_alone/, student_kd/    LiteCNN checkpoints (alpha = 1 and alpha < 1; last.pt resumes one)
         bundles/{teacher,teacher-int8,student_alone,student,student-int8}/   ONNX bundles,
                                        calibrated on the val speakers
         eval/<bundle>/sets/            per set: test-<corpus>, degraded-<condition>-<corpus>,
@@ -158,7 +159,8 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
         trained[name] = fold / name / "student.pt"
     teacher, window = load_teacher_folder(teacher_dir)
-    result = export_fold_bundles(fold, parts, teacher, window, teacher_dir, trained)
+    held_out = [*parts["test"], *(r for recs in cross.values() for r in recs)]
+    result = export_fold_bundles(fold, parts, teacher, window, teacher_dir, trained, held_out)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
     result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross, cfg.degraded_clips))
     return result
@@ -173,7 +175,7 @@ def train_student_stage(fold: Path, name: str, cfg: StudentConfig, parts: dict, 
     weights = balance_weights(train, pcfg.balanced) * np.array([pcfg.weight(r.corpus) for r in train])
     train_student(cfg, ([clips[r.id] for r in train], [r.label for r in train]),
                   ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), fold / name,
-                  teacher_logits=logits, weights=weights)
+                  teacher_logits=logits, weights=weights, ids=[r.id for r in train], views_root=fold.parent / "views")
     (fold / name / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
 
 

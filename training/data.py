@@ -102,3 +102,21 @@ class CropDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         x = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad)
         return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i])
+
+
+class ViewDataset(Dataset):
+    """CropDataset's items from cached views (training.views, one (k, S) file per clip): per
+    epoch, each clip gives one of its k rendered views, drawn by (seed, epoch, clip)."""
+
+    def __init__(self, files: list, labels: list[str | None], *, soft: np.ndarray | None = None, seed: int = 0):
+        self.files, self.seed, self.epoch = files, seed, 0
+        self.y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
+        self.soft = soft if soft is not None else np.zeros((len(labels), len(LABELS)), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        views = np.load(self.files[i], mmap_mode="r")
+        j = int(np.random.default_rng((self.seed, self.epoch, i)).integers(len(views)))
+        return torch.from_numpy(views[j].astype(np.float32)), int(self.y[i]), torch.from_numpy(self.soft[i])

@@ -19,9 +19,10 @@ from tqdm import tqdm
 from training.config import CPU_THREADS, from_dict
 from training.evaluate import predict_probs
 from service.labels import LABELS
-from training.data import UNLABELED, Augment, CropDataset, class_weights
+from training.data import UNLABELED, Augment, CropDataset, ViewDataset, class_weights
 from training.metrics import classification_report
 from training.student import LiteCNN, LiteCNNConfig
+from training.views import render_views
 
 
 @dataclass
@@ -43,6 +44,8 @@ class StudentConfig:
     reverb_p: float = 0.3         # fraction of crops played in a simulated room
     balanced: bool = False        # class-weighted hard-label loss (training.data.class_weights)
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
+    views: int = 0                # > 0: this many augmented views per clip, rendered once and cached
+                                  # (training.views); an epoch reads one. 0: fresh augmentation every epoch
     seed: int = 0
     threads: int = CPU_THREADS    # torch intra-op threads
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
@@ -69,14 +72,17 @@ def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha:
 
 def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val: tuple[list, list[str]],
                   out_dir: str | Path, *, teacher_logits: np.ndarray | None = None,
-                  weights: np.ndarray | None = None) -> LiteCNN:
+                  weights: np.ndarray | None = None, ids: list[str] | None = None,
+                  views_root: Path | None = None) -> LiteCNN:
     """Train on (clips, labels); keep the checkpoint with the best validation UA.
 
     Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so); a
     label None marks an unlabeled clip, which teaches through its soft label only.
     teacher_logits: (N, C) per example. weights: how often each example is drawn (an epoch
     draws N crops with replacement; None: each example once per epoch, shuffled).
-    Writes out_dir/{student.pt, config.json, history.json}.
+    ids, views_root: the clips' stable ids and the folder of cached views (cfg.views > 0).
+    Writes out_dir/{student.pt, config.json, history.json}; out_dir/last.pt holds the state
+    after the last finished epoch, so a stopped run resumes there.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,9 +92,16 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
-    ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits,
-                     augment=augment if cfg.augment else None, seed=cfg.seed, pad=cfg.pad)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    augment = augment if cfg.augment else None
+    if cfg.views:
+        if ids is None or views_root is None:
+            raise ValueError("views > 0 needs the clips' ids and a views_root folder")
+        views = render_views(train[0], ids, cfg.window_s, cfg.pad, augment, cfg.seed, cfg.views, views_root)
+        ds = ViewDataset(views, train[1], soft=teacher_logits, seed=cfg.seed)
+    else:
+        ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits, augment=augment, seed=cfg.seed,
+                         pad=cfg.pad)
+    gen = torch.Generator()
     sampler = None if weights is None else WeightedRandomSampler(weights, len(ds), generator=gen)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
     loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -97,10 +110,21 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     model = LiteCNN(cfg.model)
     opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader))
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
-    best, history = -1.0, []
-    bar = tqdm(range(cfg.epochs), desc=f"student alpha={cfg.alpha}", unit="epoch")
+    best, history, start = -1.0, [], 0
+    last = out / "last.pt"
+    if last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        if state["config"] == asdict(cfg):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            best, history, start = state["best"], state["history"], state["epoch"] + 1
+    bar = tqdm(range(start, cfg.epochs), desc=f"student alpha={cfg.alpha}", unit="epoch",
+               initial=start, total=cfg.epochs)
     for epoch in bar:
         ds.epoch = epoch
+        gen.manual_seed(cfg.seed * 100_003 + epoch)   # an epoch draws the same clips whether resumed or not
+        torch.manual_seed(cfg.seed * 100_003 + epoch)   # dropout and SpecAugment masks too
         model.train()
         t0, losses = time.time(), []
         for x, y, soft in loader:
@@ -119,6 +143,10 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
             best = rep["ua"]
             torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": epoch, "val_ua": best},
                        out / "student.pt")
+        torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history},
+                   out / "last.tmp")
+        (out / "last.tmp").replace(last)   # never a half-written checkpoint
     (out / "history.json").write_text(json.dumps(history, indent=2))
     return load_student(out / "student.pt")[0]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -121,3 +122,40 @@ def test_training_is_reproducible_for_a_seed(tmp_path):
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     other = train_student(dataclasses.replace(cfg, seed=1), train, val, tmp_path / "seed1").state_dict()
     assert not torch.equal(runs[0]["head.4.weight"], other["head.4.weight"])
+
+
+def test_a_stopped_run_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """Killed after its first epoch, training started again goes on from last.pt and ends with
+    the weights of a run that was never stopped; cached views (`views`) are rendered once."""
+    import training.train_student as ts
+
+    clips = [voice(1.5, seed=i) for i in range(12)]
+    labels = [LABELS[i % len(LABELS)] for i in range(12)]
+    ids = [f"clip{i}" for i in range(12)]
+    cfg = StudentConfig.from_dict({"epochs": 3, "batch_size": 4, "window_s": 1.0, "threads": 1, "views": 2,
+                                   "model": {"channels": [16, 16], "bottleneck": 16, "hidden": 16}})
+    kw = {"ids": ids, "views_root": tmp_path / "views"}
+    whole = train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / "whole", **kw).state_dict()
+    rendered = sorted((tmp_path / "views").rglob("*.npy"))
+    assert len(rendered) == 12 and np.load(rendered[0]).shape == (2, 16_000)
+
+    calls = []
+    real = ts.predict_probs
+
+    def killed_in_second_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(ts, "predict_probs", killed_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / "stopped", **kw)
+    assert torch.load(tmp_path / "stopped" / "last.pt", weights_only=False)["epoch"] == 0
+    monkeypatch.setattr(ts, "predict_probs", real)
+    resumed = train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / "stopped", **kw).state_dict()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)   # the best epoch's weights
+    last = [torch.load(tmp_path / d / "last.pt", weights_only=False)["model"] for d in ("whole", "stopped")]
+    assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])   # and the last epoch's
+    history = json.loads((tmp_path / "stopped" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
