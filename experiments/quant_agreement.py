@@ -86,6 +86,20 @@ def clip_probs(model_path: Path, windows: np.ndarray, owner: np.ndarray, tempera
     return out / np.bincount(owner)[:, None]
 
 
+def time_graphs(graphs: dict[str, Path], window: np.ndarray, rounds: int) -> dict[str, float]:
+    """Median milliseconds of one forward pass per graph, one thread, graphs interleaved."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = {k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for k, p in graphs.items()}
+    times = {k: [] for k in sess}
+    for _ in range(rounds):
+        for k, s in sess.items():
+            t0 = time.perf_counter()
+            s.run(None, {s.get_inputs()[0].name: window})
+            times[k].append((time.perf_counter() - t0) * 1000)
+    return {k: round(float(np.median(v)), 3) for k, v in times.items()}
+
+
 def ua(probs: np.ndarray, records) -> float:
     keep = np.array([r.label is not None for r in records])
     y = np.array([LABELS.index(r.label) for r in records if r.label is not None])
@@ -99,6 +113,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    ap.add_argument("--time", type=int, default=0, help="also time each graph: this many rounds of one 3 s window")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     b = load_bundle(args.fp)
@@ -125,6 +140,12 @@ def main() -> None:
             rows[name][k] = {"agree": float((p.argmax(1) == ref[k].argmax(1)).mean()), "n": len(p),
                              "mean_tv": float(tv.mean()), "max_tv": float(tv.max()), "ua": ua(p, recs[k])}
         print(name, json.dumps(rows[name]), flush=True)
+    if args.time:
+        graphs = {"float32": b.model_path, **models}
+        ms = time_graphs(graphs, win["ravdess"][0][:1], args.time)
+        for name in graphs:
+            rows[name]["ms_per_window"] = ms[name]
+        print("median ms per 3 s window, one thread, interleaved:", json.dumps(ms))
     (args.out / "agreement.json").write_text(json.dumps(rows, indent=1))
     print("| variant | " + " | ".join(f"{k} agree | {k} UA" for k in sets) + " | mean TV |")
     for name, r in rows.items():

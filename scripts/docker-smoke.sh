@@ -10,7 +10,7 @@
 # set, docker build --no-cache), PORT (default 18000), CLIP (default SAMPLE_CLIP of
 # scripts/docker-lib.sh).
 #
-# The image serves the committed models/student-int8; without it (or while an export rewrites
+# The image serves the committed models/student; without it (or while an export rewrites
 # it) there is nothing to build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +36,8 @@ if [ "$BASE_IMAGE" = ser-base:bookworm ] && ! docker image inspect "$BASE_IMAGE"
 fi
 
 # -- build context -------------------------------------------------------------------------
-if [ ! -f models/student-int8/bundle.json ]; then
-    echo "models/student-int8 has no bundle.json (restore it: git checkout models/; or an export is in progress); not building" >&2
+if [ ! -f models/student/bundle.json ]; then
+    echo "models/student has no bundle.json (restore it: git checkout models/; or an export is in progress); not building" >&2
     exit 1
 fi
 

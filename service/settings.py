@@ -20,7 +20,7 @@ class Settings(BaseSettings):
 
     # The default bundles' folder (service/shipped.py): the models/ shipped with the code.
     models_dir: Path = shipped.MODELS_DIR
-    # None: student-int8/ in models_dir. A relative path resolves from the working directory.
+    # None: student/ in models_dir. A relative path resolves from the working directory.
     student_bundle: Path | None = None
     # Unset: teacher/ in models_dir when it exists, else student-only. A folder named here must
     # exist (start-up fails naming it: a typo never turns the teacher off); "none" or None: student-only.

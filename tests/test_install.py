@@ -59,7 +59,7 @@ def test_the_installed_package_is_not_the_source_tree(installed, tmp_path):
 def test_an_installed_ser_serve_takes_its_models_from_ser_models_dir(installed, student_bundle, teacher_bundle, tmp_path):
     """A wheel holds no models: SER_MODELS_DIR names their folder (as the Docker image does)."""
     models = tmp_path / "models"
-    shutil.copytree(student_bundle.path, models / "student-int8")   # the default student
+    shutil.copytree(student_bundle.path, models / "student")   # the default student
     shutil.copytree(teacher_bundle.path, models / "teacher")
     (tmp_path / "elsewhere").mkdir()
     with running_server(None, ser=(str(installed / "ser"),), cwd=tmp_path / "elsewhere",
@@ -70,7 +70,7 @@ def test_an_installed_ser_serve_takes_its_models_from_ser_models_dir(installed, 
         assert "<html" in httpx.get(f"{base}/").text.lower()   # the web page is package data in the wheel
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) in (0, -signal.SIGTERM)
-        assert f"({models / 'student-int8'})" in proc.stdout.read()
+        assert f"({models / 'student'})" in proc.stdout.read()
 
 
 def test_an_installed_ser_serve_without_models_says_where_it_looked(installed, tmp_path):
@@ -79,7 +79,7 @@ def test_an_installed_ser_serve_without_models_says_where_it_looked(installed, t
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     site = run(str(installed / "python"), "-c", "import service, pathlib; print(pathlib.Path(service.__file__).parents[1])",
                cwd=tmp_path)
-    assert f"no student bundle folder at {Path(site.strip()) / 'models' / 'student-int8'}" in r.stderr
+    assert f"no student bundle folder at {Path(site.strip()) / 'models' / 'student'}" in r.stderr
     assert "SER_MODELS_DIR" in r.stderr
 
 # Distributions whose import name is not their name, lower-cased with '-' as '_'.

@@ -28,7 +28,7 @@ from devtools.data import RAVDESS_DIR
 from devtools.server import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_STUDENT = ROOT / "models" / "student-int8"
+SHIPPED_STUDENT = ROOT / "models" / "student"   # the served default
 
 
 def clips(folder: Path, n: int, seconds: float = 1.5) -> list[Path]:
