@@ -10,7 +10,7 @@ import pytest
 from export.cards import model_card
 from export.quantize import AGREEMENT_BAR, agreement, quantize_bundle
 from tests.support.bundles import make_bundle
-from tests.support.data import RAVDESS_DIR
+from devtools.data import RAVDESS_DIR
 from training.corpora import prepare_corpus
 
 
