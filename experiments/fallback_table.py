@@ -1,0 +1,124 @@
+"""The fallback threshold curve on out-of-fold predictions: threshold -> UA per corpus, the share
+of clips sent to the teacher and the mean latency; the AUROC of each confidence signal for "the
+student is right"; the 6-class and 4-class (angry, happy, neutral, sad) views.
+
+    python -m experiments.fallback_table --run /work/runs-distill/mc [--name student_kd] [--plot docs/fallback-curve.png]
+
+Reads RUN/fold*/<name>/oof.npz (experiments.fold_students). Sets, weighted equally: RAVDESS and
+nEMO test speakers pooled over the folds (every speaker once), TESS OAF averaged over the fold
+models. The chosen threshold maximises the held-out mean UA with the teacher answering at most
+40 % of clips (mean over sets) and no set more than 0.02 below the student alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from experiments.confidence_signal import auroc, signals
+from service.fallback import asks_teacher
+from service.labels import LABELS
+from training.metrics import classification_report
+
+FOUR = ("angry", "happy", "neutral", "sad")
+MAX_SHARE, MAX_DROP = 0.40, 0.02
+
+
+def ua(probs: np.ndarray, labels: np.ndarray, classes=LABELS) -> float:
+    idx = [LABELS.index(c) for c in classes]
+    keep = np.isin(labels, classes)
+    y = np.array([classes.index(lab) for lab in labels[keep]])
+    return classification_report(y, probs[keep][:, idx].argmax(1), list(classes))["ua"]
+
+
+def load_sets(run: Path, name: str) -> dict[str, list[dict]]:
+    """set -> list of parts, each {labels, student, teacher}; TESS: one part per fold model."""
+    sets: dict[str, list[dict]] = {}
+    for f in sorted(run.glob(f"fold*/{name}/oof.npz")):
+        z = np.load(f)
+        for corpus in np.unique(z["corpus"]):
+            m = z["corpus"] == corpus
+            sets.setdefault(str(corpus), []).append({k: z[k][m] for k in ("labels", "student", "teacher")})
+    pooled = {c: [{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}] for c, parts in sets.items()
+              if c != "tess-oaf"}
+    return {**pooled, "tess-oaf": sets.get("tess-oaf", [])}
+
+
+def auto(part: dict, signal: str, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """What model=auto answers at threshold t, and where the teacher answered; the served signal
+    (max probability) through the service's own rule."""
+    to_teacher = (asks_teacher(part["student"], t) if signal == "max probability"
+                  else signals(part["student"])[signal] < t)
+    return np.where(to_teacher[:, None], part["teacher"], part["student"]), to_teacher
+
+
+def mean_over(parts: list[dict], fn) -> float:
+    return float(np.mean([fn(p) for p in parts]))
+
+
+def curve(sets: dict, signal: str, thresholds, ms: tuple[float, float], classes=LABELS) -> list[dict]:
+    rows = []
+    for t in thresholds:
+        row = {"threshold": float(t)}
+        for name, parts in sets.items():
+            row[name] = mean_over(parts, lambda p: ua(auto(p, signal, t)[0], p["labels"], classes))
+            row[f"{name} share"] = mean_over(parts, lambda p: auto(p, signal, t)[1].mean())
+        row["mean"] = float(np.mean([row[n] for n in sets]))
+        row["share"] = float(np.mean([row[f"{n} share"] for n in sets]))
+        row["ms"] = ms[0] + row["share"] * ms[1]
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--name", default="student_kd")
+    ap.add_argument("--student-ms", type=float, default=1.47, help="per clip (docs/experiments.md: one window)")
+    ap.add_argument("--teacher-ms", type=float, default=26.4)
+    ap.add_argument("--plot", type=Path)
+    args = ap.parse_args()
+    sets = load_sets(args.run, args.name)
+    names = list(sets)
+    print("| set | student | teacher | student, 4 classes | teacher, 4 classes | " +
+          " | ".join(f"AUROC {s}" for s in signals(np.eye(6))) + " |\n|---" * 1 + "|---" * (4 + 3) + "|")
+    for n, parts in sets.items():
+        cells = [mean_over(parts, lambda p, m=m, c=c: ua(p[m], p["labels"], c))
+                 for c in (LABELS, FOUR) for m in ("student", "teacher")]
+        au = [mean_over(parts, lambda p, s=s: auroc(signals(p["student"])[s], p["student"].argmax(1) ==
+                                                    np.array([LABELS.index(x) for x in p["labels"]])))
+              for s in signals(np.eye(6))]
+        print(f"| {n} | {cells[0]:.3f} | {cells[1]:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | " +
+              " | ".join(f"{a:.3f}" for a in au) + " |")
+    for signal, grid in (("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2)),
+                         ("margin", np.round(np.arange(0.0, 0.31, 0.01), 2))):
+        rows = curve(sets, signal, grid, (args.student_ms, args.teacher_ms))
+        base = rows[0]
+        ok = [r for r in rows if r["share"] <= MAX_SHARE and all(r[n] >= base[n] - MAX_DROP for n in names)]
+        best = max(ok, key=lambda r: r["mean"])
+        print(f"\n{signal}: best threshold {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share "
+              f"{best['share']:.0%}; student alone {base['mean']:.3f})")
+        print("| threshold | " + " | ".join(names) + " | mean UA | teacher share | mean ms |\n" + "|---" * (len(names) + 4) + "|")
+        for r in rows:
+            print(f"| {r['threshold']:g} | " + " | ".join(f"{r[n]:.3f} ({r[n + ' share']:.0%})" for n in names) +
+                  f" | {r['mean']:.3f} | {r['share']:.0%} | {r['ms']:.1f} |")
+        if args.plot and signal == "max probability":
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for n in [*names, "mean"]:
+                ax.plot([r["share"] for r in rows], [r[n] for r in rows], marker=".", label=n)
+            ax.axvline(MAX_SHARE, color="grey", linestyle=":")
+            ax.set_xlabel("share of clips answered by the teacher")
+            ax.set_ylabel("UA of model=auto")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(args.plot, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

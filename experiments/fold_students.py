@@ -1,0 +1,104 @@
+"""Out-of-fold predictions of a student recipe and of the frozen teacher, for choosing recipes
+and the fallback threshold on speakers the models never heard.
+
+    python -m experiments.fold_students --run /work/runs-distill/mc --config configs/multicorpus-fast.json \
+        --epochs 20 [--folds 0 1 2 3] [--name student_kd]
+
+The pipeline's k speaker folds (kfold_by_corpus, its seed) in the pipeline's layout: per fold, the
+teacher head on the cached encoder statistics (RUN/encoder_stats), then the distilled student
+(`train_student_stage`: views, threads and resumption from last.pt as configured), its temperature
+fitted on the fold's val speakers as the export fits it. Writes RUN/fold<i>/<name>/oof.npz: the ids
+of the fold's test clips and of TESS OAF, the student's calibrated probabilities (torch, float32,
+the served windows) and the teacher head's probabilities for them. Each stage is skipped when done,
+so a stopped run resumes. `experiments.fallback_table` reads the oof files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from experiments.oof_teacher import probs_of, window_logits
+from pipeline.run import PipelineConfig, backbone_folder, train_student_stage
+from pipeline.teachers import encoder_stats, train_teacher_stage
+from service.audio import windows_for
+from training.calibrate import fit_temperature, utterance_probs
+from training.config import from_dict, read_config
+from training.corpora import adapter, prepare_corpus
+from training.data import load_clips
+from training.frozen_teacher import load_head
+from training.records import read_records, write_records
+from training.splits import apply_split, kfold_by_corpus, read_split, write_split
+from training.train_student import StudentConfig, load_student
+
+TESS = "../shared/data/tess-oaf/manifest.csv"
+
+
+@torch.no_grad()
+def student_logits(ckpt: Path, clips: list[np.ndarray]) -> list[np.ndarray]:
+    model, cfg = load_student(ckpt)
+    w = cfg.window()
+    return [model(torch.from_numpy(windows_for(x, w["window_s"], w["hop_s"], False, w["pad"])[0])).numpy()
+            for x in clips]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--epochs", type=int, help="the split students' (shorter) schedule")
+    ap.add_argument("--folds", type=int, nargs="*")
+    ap.add_argument("--name", default="student_kd", help="the student's folder in each fold (one per recipe)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    conf = read_config(args.config)
+    if args.epochs:
+        conf["student"] = {**conf.get("student", {}), "epochs": args.epochs}
+    cfg = from_dict(PipelineConfig, conf)
+    records, transfer = [], []
+    for c in cfg.corpora:
+        records += prepare_corpus(c["name"], c["root"])
+        transfer += adapter(c["name"]).transfer(c["root"])
+    if (args.run / "records.csv").exists():
+        records = read_records(args.run / "records.csv")
+    write_records(records, args.run / "records.csv")
+    tess = prepare_corpus("manifest", TESS, corpus="tess-oaf")
+    every = [*records, *transfer, *tess]
+    clips = dict(zip([r.id for r in every], load_clips(every, trim=True)))
+    backbone = backbone_folder(cfg.backbone, args.run)
+    splits = kfold_by_corpus(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
+    for i in args.folds if args.folds is not None else range(cfg.folds):
+        fold = args.run / f"fold{i}"
+        fold.mkdir(parents=True, exist_ok=True)
+        if not (fold / "split.json").exists():
+            write_split(splits[i], fold / "split.json")
+        parts = apply_split(records, read_split(fold / "split.json"))
+        speakers = {r.speaker for r in parts["train"]}
+        teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone)
+        scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": cfg.alpha,
+                                        "temperature": cfg.kd_temperature})
+        out = fold / args.name
+        if not (out / "history.json").exists():
+            train_student_stage(fold, args.name, scfg, parts, [r for r in transfer if r.speaker in speakers],
+                                clips, cfg, teacher_dir)
+        if (out / "oof.npz").exists():
+            continue
+        ckpt = out / "student.pt"
+        cal = fit_temperature(student_logits(ckpt, [clips[r.id] for r in parts["val"]]), parts["val"])
+        scored = [*parts["test"], *tess]
+        student = utterance_probs(student_logits(ckpt, [clips[r.id] for r in scored]), cal["temperature"])
+        head = load_head(teacher_dir)
+        feats = encoder_stats(args.run, backbone, scored, clips)
+        teacher = probs_of([window_logits(head, feats[r.id]) for r in scored])
+        np.savez(out / "oof.npz", ids=np.array([r.id for r in scored]), corpus=np.array([r.corpus for r in scored]),
+                 labels=np.array([r.label for r in scored]), student=student, teacher=teacher)
+        (out / "calibration.json").write_text(json.dumps(cal, indent=1))
+        print(f"fold {i}: done ({len(scored)} clips scored)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
