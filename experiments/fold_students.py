@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,13 @@ from training.calibrate import fit_temperature, utterance_probs
 from training.config import from_dict, read_config
 from training.corpora import adapter, prepare_corpus
 from training.data import load_clips
-from training.frozen_teacher import load_head
+from training.frozen_teacher import balance_weights, load_head, train_head
 from training.records import read_records, write_records
 from training.splits import apply_split, kfold_by_corpus, read_split, write_split
-from training.train_student import StudentConfig, load_student
+from training.train_student import load_student, train_student
 
 TESS = "../shared/data/tess-oaf/manifest.csv"
+INNER_FOLDS = 3
 
 
 @torch.no_grad()
@@ -46,6 +48,24 @@ def student_logits(ckpt: Path, clips: list[np.ndarray]) -> list[np.ndarray]:
             for x in clips]
 
 
+def nested_oof_logits(run: Path, backbone: Path, cfg, parts: dict, transfer: list, clips: dict) -> np.ndarray:
+    """(N, C) soft labels of parts["train"] + transfer: inner speaker folds of the training speakers,
+    a head per inner fold trained on the others (early stopping on the fold's val speakers), each
+    clip labelled by the head that never heard its speaker. The test speakers stay unseen."""
+    train = parts["train"]
+    every = [*train, *transfer]
+    feats = encoder_stats(run, backbone, [*every, *parts["val"]], clips)
+    out = {}
+    for inner in kfold_by_corpus(train, INNER_FOLDS, seed=cfg.seed):
+        held = set(inner.test)
+        head, _ = train_head(feats, [r for r in train if r.speaker not in held], parts["val"], cfg.teacher,
+                             balanced=cfg.balanced)
+        for r in every:
+            if r.speaker in held:
+                out[r.id] = window_logits(head, feats[r.id]).mean(axis=0)
+    return np.stack([out[r.id] for r in every]).astype(np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -53,6 +73,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, help="the split students' (shorter) schedule")
     ap.add_argument("--folds", type=int, nargs="*")
     ap.add_argument("--name", default="student_kd", help="the student's folder in each fold (one per recipe)")
+    ap.add_argument("--soft-labels", choices=("fold", "oof"), default="fold",
+                    help="fold: the fold teacher's (today's recipe); oof: each training clip's from a head "
+                         "that never heard its speaker (nested folds inside the fold's training speakers)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     conf = read_config(args.config)
@@ -61,8 +84,8 @@ def main() -> None:
     cfg = from_dict(PipelineConfig, conf)
     records, transfer = [], []
     for c in cfg.corpora:
-        records += prepare_corpus(c["name"], c["root"])
-        transfer += adapter(c["name"]).transfer(c["root"])
+        records += prepare_corpus(c.name, c.root)
+        transfer += adapter(c.name).transfer(c.root)
     if (args.run / "records.csv").exists():
         records = read_records(args.run / "records.csv")
     write_records(records, args.run / "records.csv")
@@ -79,12 +102,19 @@ def main() -> None:
         parts = apply_split(records, read_split(fold / "split.json"))
         speakers = {r.speaker for r in parts["train"]}
         teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone)
-        scfg = StudentConfig.from_dict({"seed": cfg.seed, **cfg.student, "alpha": cfg.alpha,
-                                        "temperature": cfg.kd_temperature})
+        scfg = replace(cfg.student, alpha=cfg.alpha)
         out = fold / args.name
-        if not (out / "history.json").exists():
-            train_student_stage(fold, args.name, scfg, parts, [r for r in transfer if r.speaker in speakers],
-                                clips, cfg, teacher_dir)
+        fold_transfer = [r for r in transfer if r.speaker in speakers]
+        if not (out / "history.json").exists() and args.soft_labels == "fold":
+            train_student_stage(fold, args.name, scfg, parts, fold_transfer, clips, cfg, teacher_dir)
+        elif not (out / "history.json").exists():
+            train = parts["train"] + fold_transfer
+            logits = nested_oof_logits(args.run, backbone, cfg, parts, fold_transfer, clips)
+            weights = balance_weights(train, cfg.balanced) * np.array([cfg.weight(r.corpus) for r in train])
+            train_student(scfg, ([clips[r.id] for r in train], [r.label for r in train]),
+                          ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), out,
+                          teacher_logits=logits, weights=weights, ids=[r.id for r in train],
+                          views_root=args.run / "views")
         if (out / "oof.npz").exists():
             continue
         ckpt = out / "student.pt"
