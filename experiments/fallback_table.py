@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments.confidence_signal import auroc, signals
-from service.fallback import asks_teacher
+from service.fallback import DEFAULT_THRESHOLD, asks_teacher
 from service.labels import LABELS
 from training.metrics import classification_report
 
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--student-ms", type=float, default=1.47, help="per clip (docs/experiments.md: one window)")
     ap.add_argument("--teacher-ms", type=float, default=26.4)
     ap.add_argument("--plot", type=Path)
+    ap.add_argument("--shipped", type=float, default=DEFAULT_THRESHOLD, help="the served threshold, for comparison")
     args = ap.parse_args()
     sets = load_sets(args.run, args.name)
     names = list(sets)
@@ -100,6 +101,11 @@ def main() -> None:
         best = max(ok, key=lambda r: r["mean"])
         print(f"\n{signal}: best threshold {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share "
               f"{best['share']:.0%}; student alone {base['mean']:.3f})")
+        shown = [(best["threshold"], "chosen")] + ([(args.shipped, "shipped")] if signal == "max probability" else [])
+        for t, what in shown:
+            cells = [f"{n} {mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'])):.3f} / "
+                     f"{mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'], FOUR)):.3f}" for n in names]
+            print(f"auto at the {what} threshold {t:g}, UA 6 / 4 classes: " + "; ".join(cells))
         print("| threshold | " + " | ".join(names) + " | mean UA | teacher share | mean ms |\n" + "|---" * (len(names) + 4) + "|")
         for r in rows:
             print(f"| {r['threshold']:g} | " + " | ".join(f"{r[n]:.3f} ({r[n + ' share']:.0%})" for n in names) +
