@@ -85,6 +85,11 @@ def test_bundles_are_served_as_they_were_trained(run):
     for name in ("student", "teacher"):
         int8 = load_bundle(fold / "bundles" / f"{name}-int8")
         assert int8.precision == "int8" and "ua_change_vs_float32" in int8.extra["quantization"]
+    # the int8 student is checked against its float model on held-out audio: test speakers + cross corpus
+    agreement = load_bundle(fold / "bundles" / "student-int8").extra["quantization"]["agreement"]
+    split = json.loads((fold / "split.json").read_text())["speakers"]["test"]
+    held_out = [r for r in run["records"] if r.speaker in split] + run["args"][4]["other"]
+    assert agreement["clips"] == len(held_out) and 0 <= agreement["label_agreement"] <= 1
 
 
 def test_the_cached_statistics_are_what_the_served_teacher_computes(run):
