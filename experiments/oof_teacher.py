@@ -23,7 +23,7 @@ from pipeline.teachers import encoder_stats
 from training.config import from_dict, read_config
 from training.corpora import adapter, prepare_corpus
 from training.evaluate import report_from_probs
-from training.frozen_teacher import HeadConfig, train_head
+from training.frozen_teacher import train_head
 from training.splits import apply_split, kfold_by_corpus
 
 
@@ -50,8 +50,8 @@ def main() -> None:
     cfg = from_dict(PipelineConfig, read_config(args.config))
     records, transfer = [], []
     for c in cfg.corpora:
-        records += prepare_corpus(c["name"], c["root"])
-        transfer += adapter(c["name"]).transfer(c["root"])
+        records += prepare_corpus(c.name, c.root)
+        transfer += adapter(c.name).transfer(c.root)
     tess = prepare_corpus("manifest", "../shared/data/tess-oaf/manifest.csv", corpus="tess-oaf")
     every = [*records, *transfer, *tess]
     # every clip is cached already, so the clips themselves are not needed (no decoding)
@@ -59,7 +59,7 @@ def main() -> None:
     oof, tess_ua, rows = {}, [], []
     for i, split in enumerate(kfold_by_corpus(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)):
         parts = apply_split(records, split)
-        head, _ = train_head(feats, parts["train"], parts["val"], HeadConfig(**{"seed": cfg.seed, **cfg.teacher}),
+        head, _ = train_head(feats, parts["train"], parts["val"], cfg.teacher,
                              balanced=cfg.balanced)
         test_speakers = set(split.test)
         for r in [*parts["test"], *(t for t in transfer if t.speaker in test_speakers)]:
