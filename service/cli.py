@@ -58,6 +58,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from service.answer import speech_fields
     from service.audio import AudioError, load_audio
     from service.bundle import load_bundle
+    from service.errors import error_body
     from service.inference import OnnxModel, rounded
     from service.speech import SpeechGate
 
@@ -71,8 +72,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps({"file": f, "label": p.label, "confidence": None if p.no_speech else rounded(p.confidence),
                               "probabilities": {k: rounded(v) for k, v in p.probabilities.items()},
                               **speech_fields(p.no_speech, p.speech_share)}))
-        except (AudioError, OSError) as e:
-            print(json.dumps({"file": f, "error": str(e)}))
+        except (AudioError, OSError) as e:   # the API's error form; a file that cannot be opened as `ser score` says it
+            code = e.code if isinstance(e, AudioError) else "unreadable_file"
+            print(json.dumps({"file": f, **error_body(code, str(e))}))
             status = 1
     return status
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devtools.audio import encode, voice
+from service.shipped import STUDENT
 from tests.support.corpora import make_manifest_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_predict_files(student_bundle, tmp_path, ravdess_clip):
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert r.returncode == 1   # one file failed
     assert lines[0]["label"] in student_bundle.labels and lines[1]["label"] in student_bundle.labels
-    assert "could not decode" in lines[2]["error"]
+    assert lines[2]["error"]["code"] == "unsupported_audio" and "could not decode" in lines[2]["error"]["message"]
 
 
 def ser_elsewhere(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -78,7 +79,7 @@ def test_predict_in_another_folder_answers_the_example_clip_with_the_shipped_stu
     r = ser_elsewhere(tmp_path, "predict", str(EXAMPLE))
     assert r.returncode == 0, r.stderr
     [answer] = [json.loads(line) for line in r.stdout.splitlines()]
-    shipped = OnnxModel(load_bundle(ROOT / "models" / "student-int8")).predict(load_audio(EXAMPLE))
+    shipped = OnnxModel(load_bundle(ROOT / "models" / STUDENT)).predict(load_audio(EXAMPLE))
     assert answer["probabilities"] == {k: rounded(v) for k, v in shipped.probabilities.items()}
     assert answer["label"] == "angry"   # the clip's own label (the README shows this answer)
     assert "CC BY-NC-SA 4.0" in (ROOT / "examples" / "README.md").read_text()   # its attribution beside it
@@ -109,7 +110,8 @@ def test_a_bad_setting_is_named_in_one_line_without_pydantic_s_dump(env, named, 
 
 def test_predict_names_a_missing_file(student_bundle, tmp_path):
     r = ser("predict", str(tmp_path / "missing.wav"), "--bundle", str(student_bundle.path))
-    assert r.returncode == 1 and json.loads(r.stdout)["error"] == f"{tmp_path / 'missing.wav'}: no such file"
+    assert r.returncode == 1 and json.loads(r.stdout)["error"] == {
+        "code": "unreadable_file", "message": f"{tmp_path / 'missing.wav'}: no such file"}
 
 
 def test_training_command_without_the_training_extras_names_the_extra(tmp_path):

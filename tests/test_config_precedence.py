@@ -13,6 +13,7 @@ import pytest
 from pipeline.cli import pipeline_config
 from pipeline.run import PipelineConfig
 from service.cli import build_parser, settings_from
+from service.shipped import STUDENT
 from training.cli import student_config
 from training.config import from_dict, read_config
 from training.train_teacher import TeacherConfig
@@ -79,7 +80,7 @@ def test_default_bundles_are_in_ser_models_dir_and_none_asks_for_the_student_alo
     (tmp_path / "teacher").mkdir()
     monkeypatch.setenv("SER_MODELS_DIR", str(tmp_path))
     s = settings_from(parse("serve"))
-    assert (s.student_bundle, s.teacher_bundle) == (tmp_path / "student-int8", tmp_path / "teacher")
+    assert (s.student_bundle, s.teacher_bundle) == (tmp_path / STUDENT, tmp_path / "teacher")
     assert settings_from(parse("serve", "--teacher", "none")).teacher_bundle is None
     monkeypatch.setenv("SER_TEACHER_BUNDLE", "None")
     assert settings_from(parse("serve")).teacher_bundle is None

@@ -25,6 +25,7 @@ from service.bundle import load_bundle
 from service.errors import ERRORS, ApiError, protocol_error_body
 from service.oip import HEADER_LENGTH, parse_infer
 from service.settings import Settings
+from service.shipped import STUDENT
 from devtools.audio import encode, voice, wav_bytes
 from tests.support.client import client_for
 from devtools.server import running_server
@@ -36,8 +37,8 @@ FUZZ = settings(max_examples=int(os.environ.get("SER_FUZZ_EXAMPLES", "60")), dea
 
 @pytest.fixture(scope="module")
 def served():
-    """`ser serve` with the shipped student (int8) and teacher: (base url, tritonclient)."""
-    bundles = [load_bundle(ROOT / "models" / name) for name in ("student-int8", "teacher")]
+    """`ser serve` with the shipped student and teacher: (base url, tritonclient)."""
+    bundles = [load_bundle(ROOT / "models" / name) for name in (STUDENT, "teacher")]
     with running_server(*bundles) as (base, proc):
         threading.Thread(target=proc.stdout.read, daemon=True).start()   # a full pipe would block the server
         client = triton.InferenceServerClient(base.removeprefix("http://"), network_timeout=120)
@@ -71,7 +72,7 @@ def test_server_and_model_health_and_metadata(served):
     base, client = served
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
-    labels = ",".join(load_bundle(ROOT / "models" / "student-int8").labels)
+    labels = ",".join(load_bundle(ROOT / "models" / STUDENT).labels)
     for name in ("student", "teacher", "auto"):
         assert client.is_model_ready(name)
         meta = client.get_model_metadata(name)
