@@ -10,7 +10,6 @@ OAF is held out for the shipped student; RAVDESS and nEMO here are its training 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     b = load_bundle(args.bundle)
-    recs = set_records(json.loads((args.bundle / "bundle.json").read_text()), args.data)
+    recs = set_records(b.to_json(), args.data)
     print("| set | clips | student accuracy | " + " | ".join(f"AUROC {s}" for s in signals(np.eye(6))) + " |")
     print("|---" * 6 + "|")
     for name in ("tess-oaf", "ravdess", "nemo"):

@@ -117,8 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     b = load_bundle(args.fp)
-    meta = json.loads((args.fp / "bundle.json").read_text())
-    recs = set_records(meta, args.data)
+    recs = set_records(b.to_json(), args.data)
     win = {k: cached_windows(v, b, args.out / f"windows-{k.replace(' ', '-')}.npz", k) for k, v in recs.items()}
     calib = win.pop("calibration")[0]
     sets = [k for k in recs if k != "calibration"]

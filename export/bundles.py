@@ -14,7 +14,7 @@ import torch
 from export.cards import model_card
 from export.onnx_export import bundle_meta, write_model_bundle
 from service.audio import load_audio, windows_for
-from service.bundle import DEFAULT_VERSION, Bundle, write_bundle
+from service.bundle import DEFAULT_VERSION, Bundle, load_bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
 from training.config import CPU_THREADS
@@ -71,13 +71,13 @@ def export_quantized(src: Path, out: Path, parts: dict, eval_dir: Path, descript
     from export.quantize import agreement, quantize_bundle
 
     quantized = quantize_bundle(src, out, parts["val"])
-    meta = json.loads((out / "bundle.json").read_text())
+    meta = quantized.to_json()
     meta["metrics"] = {}
     if held_out:
         meta["extra"]["quantization"]["agreement"] = agreement(src, out, list(held_out))
     bundle, rep = _finish(out, meta, OnnxModel(quantized), parts, description, eval_dir)
     if rep is not None:
-        float_ua = json.loads((src / "bundle.json").read_text())["metrics"]["test"]["ua"]
+        float_ua = load_bundle(src).metrics["test"]["ua"]
         meta["extra"]["quantization"]["ua_change_vs_float32"] = rep["ua"] - float_ua
         bundle = write_bundle(out, meta, model_card(meta, rep, description))
     return bundle, rep

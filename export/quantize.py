@@ -8,7 +8,6 @@ its size, and activations are quantized per call, so no calibration can misjudge
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +107,7 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
                         per_channel=True, nodes_to_exclude=front_end_nodes(pre))
         method = {"method": "onnxruntime static QDQ, per-channel int8 weights", "calibration_windows": int(len(windows))}
     pre.unlink()
-    meta = {**json.loads((src / "bundle.json").read_text()), "precision": "int8", "name": b.name}
+    meta = {**b.to_json(), "precision": "int8"}
     meta["extra"].pop("parity_rel_logit_error", None)   # measured on the float32 graph, not this one
     meta["extra"] = {**meta.get("extra", {}), "quantization": method}
     return write_bundle(out, meta, (src / CARD_FILE).read_text())
