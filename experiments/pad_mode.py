@@ -1,0 +1,102 @@
+"""How a window shorter than the student's 3 s is filled: zeros (as it was trained) or the
+clip repeated, on audio the shipped pair did not train on, whole clips and 1 s crops.
+
+    python -m experiments.pad_mode [--student models/student] [--teacher models/teacher] [--out DIR]
+
+The held-out sets are the shipped models' validation speakers (RAVDESS 15 and 20, nEMO SM0:
+never trained on, used for early stopping and calibration) and TESS OAF (never trained on); a
+1 s crop is the middle second of the clip after its silence is trimmed. Every answer goes
+through the service's own code (`OnnxModel.predict` behind the speech gate); a clip answered
+"no speech" counts as an error. Prints UA per set and the `model=auto` curve for each pad mode;
+with --out, saves the probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from service.audio import SAMPLE_RATE, load_audio, trim_silence
+from service.bundle import load_bundle
+from service.fallback import asks_teacher, auto_probs
+from service.inference import OnnxModel
+from service.labels import LABELS
+from service.speech import SpeechGate
+from training.corpora import prepare_corpus
+
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
+
+
+def held_out(student_dir: Path, data: Path) -> dict[str, list]:
+    val = set(load_bundle(student_dir).training["split"]["speakers"]["val"])
+    sets = {name: [r for r in prepare_corpus(name, data / name) if r.speaker in val] for name in ("ravdess", "nemo")}
+    sets["tess-oaf"] = prepare_corpus("manifest", data / "tess-oaf" / "manifest.csv", corpus="tess-oaf")
+    return sets
+
+
+def middle_second(x: np.ndarray) -> np.ndarray:
+    x = trim_silence(x)
+    mid = max(0, len(x) // 2 - SAMPLE_RATE // 2)
+    return x[mid:mid + SAMPLE_RATE]
+
+
+def probs(model: OnnxModel, clips: list[np.ndarray], gate: SpeechGate) -> np.ndarray:
+    """(N, C) probabilities as served; NaN rows for "no speech"."""
+    out = np.full((len(clips), len(LABELS)), np.nan)
+    for i, x in enumerate(clips):
+        p = model.predict(x, gate=gate)
+        if not p.no_speech:
+            out[i] = [p.probabilities[k] for k in LABELS]
+    return out
+
+
+def ua(p: np.ndarray, y: np.ndarray) -> float:
+    pred = np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p).argmax(axis=1))
+    return float(np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--student", type=Path, default=Path("models/student"))
+    ap.add_argument("--teacher", type=Path, default=Path("models/teacher"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    gate = SpeechGate(intra_threads=1)
+    student = load_bundle(args.student)
+    models = {f"student, pad {pad}": OnnxModel(dataclasses.replace(student, pad=pad), intra_threads=1)
+              for pad in ("zero", "repeat")}
+    models["teacher"] = OnnxModel(load_bundle(args.teacher), intra_threads=1)
+    got, labels = {}, {}
+    for name, recs in held_out(args.student, args.data).items():
+        whole = [load_audio(r.path) for r in recs]
+        for length, clips in (("whole", whole), ("1 s", [middle_second(x) for x in whole])):
+            labels[name, length] = np.array([LABELS.index(r.label) for r in recs])
+            for m, model in models.items():
+                got[m, name, length] = probs(model, clips, gate)
+    sets = sorted({k[1:] for k in got})
+    print("| model | " + " | ".join(f"{s} ({n})" for s, n in sets) + " | mean whole | mean 1 s |")
+    print("|---" * (len(sets) + 3) + "|")
+    for m in models:
+        cells = {s: ua(got[(m, *s)], labels[s]) for s in sets}
+        means = [np.mean([v for s, v in cells.items() if s[1] == n]) for n in ("whole", "1 s")]
+        print(f"| {m} | " + " | ".join(f"{v:.3f}" for v in cells.values()) + f" | {means[0]:.3f} | {means[1]:.3f} |")
+    print("\n`model=auto` on whole clips: mean UA over the three sets (mean share sent to the teacher)")
+    for m in (k for k in models if k.startswith("student")):
+        row = []
+        for th in THRESHOLDS:
+            whole = [s for s in sets if s[1] == "whole"]
+            u = np.mean([ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), labels[s]) for s in whole])
+            share = np.mean([asks_teacher(np.nan_to_num(got[(m, *s)], nan=1.0), th).mean() for s in whole])
+            row.append(f"{th}: {u:.3f} ({100 * share:.0f} %)")
+        print(f"- {m}: " + "; ".join(row))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        np.savez(args.out / "pad_mode.npz", **{" | ".join(k): v for k, v in got.items()})
+
+
+if __name__ == "__main__":
+    main()
