@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from service import shipped
-from service.audio import SAMPLE_RATE, load_audio, trim_bounds
+from service.audio import SAMPLE_RATE, load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.speech import SpeechGate
@@ -42,8 +42,7 @@ class WindowCost:
         self.model, self.gate, self.gate_s, self.student_s, self.windows = model, gate, 0.0, 0.0, 0
 
     def add(self, x: np.ndarray) -> None:
-        b = self.model.bundle
-        end = trim_bounds(x)[1] if b.trim_silence else len(x)
+        end = self.model.bundle.windowing.bounds(x)[1]
         windows, starts = self.model.windows(x)
         for w, s in zip(windows, np.round(starts * SAMPLE_RATE).astype(int)):
             t0 = time.perf_counter()

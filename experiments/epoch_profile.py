@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.audio import SAMPLE_RATE
 from training.config import read_config
 from training.corpora import adapter, prepare_corpus
 from training.data import Augment, ViewDataset, augmented_crop, load_clips
@@ -47,7 +46,7 @@ def real_epochs(config: Path, views_root: Path) -> None:
     conf = read_config(config)
     cfg = StudentConfig.from_dict({**conf.get("student", {}), "epochs": 1})
     recs = [r for c in conf["corpora"] for r in prepare_corpus(c["name"], c["root"]) + adapter(c["name"]).transfer(c["root"])]
-    clips = load_clips(recs, trim=True)
+    clips = load_clips(recs)
     labeled = [i for i, r in enumerate(recs) if r.label][:32]
     val = ([clips[i] for i in labeled], [recs[i].label for i in labeled])
     for name, c in (("before", cfg), ("after", dataclasses.replace(cfg, threads=1, views=8))):
@@ -79,8 +78,8 @@ def main() -> None:
     sample = [recs[i] for i in rng.choice(len(recs), args.clips, replace=False)]
     ms = {}
     clips = []
-    ms["decode + trim"] = per_clip(lambda: clips.extend(load_clips(sample, trim=True)), len(sample))
-    window = round(cfg.window_s * SAMPLE_RATE)
+    ms["decode + trim"] = per_clip(lambda: clips.extend(map(cfg.windowing.trimmed, load_clips(sample))), len(sample))
+    window = cfg.windowing.samples
     aug = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
     [aug(x, rng) for x in clips]   # the room banks (training's, degrade's) are made once per process
     ms["augment + crop"] = per_clip(lambda: [augmented_crop(x, window, aug, rng) for x in clips], len(clips))
@@ -88,8 +87,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ids = [r.id for r in sample]
         ms["render 2 views (once per run, per view)"] = per_clip(
-            lambda: render_views(clips, ids, cfg.window_s, cfg.pad, aug, 0, 2, Path(tmp)), 2 * len(clips))
-        ds = ViewDataset(render_views(clips, ids, cfg.window_s, cfg.pad, aug, 0, 2, Path(tmp)), [None] * len(clips))
+            lambda: render_views(clips, ids, cfg.windowing, aug, 0, 2, Path(tmp)), 2 * len(clips))
+        ds = ViewDataset(render_views(clips, ids, cfg.windowing, aug, 0, 2, Path(tmp)), [None] * len(clips))
         ms["read a cached view"] = per_clip(lambda: [ds[i] for i in range(len(ds))], len(ds))
     x = torch.from_numpy(np.stack([augmented_crop(c, window, None, rng) for c in clips]))
     y = torch.randint(0, 6, (len(clips),))

@@ -24,13 +24,11 @@ import numpy as np
 import torch
 
 from experiments.oof_teacher import probs_of, window_logits
-from pipeline.run import PipelineConfig, backbone_folder, train_student_stage
+from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
 from pipeline.teachers import encoder_stats, train_teacher_stage
-from service.audio import windows_for
 from training.calibrate import fit_temperature, utterance_probs
 from training.config import from_dict, read_config
 from training.corpora import adapter, prepare_corpus
-from training.data import load_clips
 from training.frozen_teacher import balance_weights, load_head, train_head
 from training.records import read_records, write_records
 from training.splits import apply_split, kfold_by_corpus, read_split, write_split
@@ -43,9 +41,7 @@ INNER_FOLDS = 3
 @torch.no_grad()
 def student_logits(ckpt: Path, clips: list[np.ndarray]) -> list[np.ndarray]:
     model, cfg = load_student(ckpt)
-    w = cfg.window()
-    return [model(torch.from_numpy(windows_for(x, w["window_s"], w["hop_s"], False, w["pad"])[0])).numpy()
-            for x in clips]
+    return [model(torch.from_numpy(cfg.windowing.windows(x)[0])).numpy() for x in clips]
 
 
 def nested_oof_logits(run: Path, backbone: Path, cfg, parts: dict, transfer: list, clips: dict) -> np.ndarray:
@@ -91,7 +87,7 @@ def main() -> None:
     write_records(records, args.run / "records.csv")
     tess = prepare_corpus("manifest", TESS, corpus="tess-oaf")
     every = [*records, *transfer, *tess]
-    clips = dict(zip([r.id for r in every], load_clips(every, trim=True)))
+    clips = decode_corpus(every)
     backbone = backbone_folder(cfg.backbone, args.run)
     splits = kfold_by_corpus(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
     for i in args.folds if args.folds is not None else range(cfg.folds):

@@ -6,7 +6,7 @@ per set, for the served int8 bundle and for int8 variants built here from the fl
 Sets: TESS OAF (never trained on), and RAVDESS / nEMO clips of the bundle's *training*
 speakers (the shipped models were trained on every speaker we have, so these are not held out;
 the val speakers are the calibration clips and are left out of the agreement sets). Every clip
-goes through the service's own front end (windows_for) and the mean of calibrated window
+goes through the service's own front end (the bundle's Windowing) and the mean of calibrated window
 probabilities, as served. Windows are cached per set under --out, so variants rerun in seconds.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.quantize import VARIANTS, quantize_student_graph
-from service.audio import SAMPLE_RATE, load_audio, trim_silence, windows_for
+from service.audio import SAMPLE_RATE, load_audio, trim_silence
 from service.bundle import load_bundle
 from service.labels import LABELS
 from training.corpora import prepare_corpus
@@ -64,7 +64,7 @@ def cached_windows(records, b, path: Path, name: str = "") -> tuple[np.ndarray, 
         return z["windows"].astype(np.float32), z["owner"]
     ws, owner = [], []
     for i, r in enumerate(records):
-        w, _ = windows_for(clip_audio(r, name), b.window_s, b.hop_s, b.trim_silence, b.pad)
+        w, _ = b.windowing.windows(clip_audio(r, name))
         ws.append(w)
         owner += [i] * len(w)
     windows, owner = np.concatenate(ws), np.asarray(owner)

@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 
 from service import shipped
-from service.audio import SAMPLE_RATE, load_audio, trim_bounds, window_starts
+from service.audio import SAMPLE_RATE, load_audio, window_starts
 from service.bundle import load_bundle
 from benchmarks.speech_gate import webrtc_shares
 from service.speech import SpeechGate
@@ -37,9 +37,9 @@ WEBRTC_MODES = (0, 1, 2, 3)   # webrtcvad's aggressiveness; its rows need `pip i
 def window_probs(gate: SpeechGate, x: np.ndarray, bundle) -> dict:
     """{stride: [per window: Silero's speech probabilities of its frames]} for one clip, windowed
     as served, and {("webrtcvad", mode): [per window: the share of 30 ms frames it calls speech]}."""
-    start, end = trim_bounds(x) if bundle.trim_silence else (0, len(x))
-    x, win = x[start:end], round(bundle.window_s * SAMPLE_RATE)
-    starts = window_starts(len(x), win, round(bundle.hop_s * SAMPLE_RATE), bundle.pad)
+    w = bundle.windowing
+    x, win = w.trimmed(x), w.samples
+    starts = window_starts(len(x), win, round(w.hop_s * SAMPLE_RATE), w.pad)
     out = {k: [gate.frame_probs(x[s:s + win], k) for s in starts] for k in STRIDES}
     for mode in WEBRTC_MODES if webrtc_shares() else ():
         share = webrtc_shares(mode)

@@ -44,7 +44,7 @@ def main() -> None:
     cfg = TeacherConfig.from_dict({**base, **json.loads(args.set)})
     t0 = time.time()
     if not (args.out / "COMPLETE").exists():
-        data = {p: (load_clips(parts[p], trim=cfg.trim_silence), [r.label for r in parts[p]]) for p in ("train", "val")}
+        data = {p: (load_clips(parts[p]), [r.label for r in parts[p]]) for p in ("train", "val")}
         train_teacher(cfg, data["train"], data["val"], args.out)
         (args.out / "COMPLETE").touch()
     result = {"set": json.loads(args.set), "train_s": round(time.time() - t0),

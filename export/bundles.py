@@ -13,7 +13,7 @@ import torch
 
 from export.cards import model_card
 from export.onnx_export import bundle_meta, write_model_bundle
-from service.audio import load_audio, windows_for
+from service.audio import Windowing, load_audio
 from service.bundle import DEFAULT_VERSION, Bundle, load_bundle, write_bundle
 from service.inference import OnnxModel
 from training.calibrate import fit_temperature, utterance_probs, window_logits
@@ -31,18 +31,16 @@ TOLERANCE = {"student": 1e-4, "teacher": 1e-2}
 SUMMARY_KEYS = ("n", "accuracy", "ua", "macro_f1", "ece", "per_class_recall")
 
 
-def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, window: dict,
+def export_bundle(model: torch.nn.Module, out: Path, *, role: str, name: str, windowing: Windowing,
                   parts: dict[str, list[Utterance]], training: dict, license: dict, description: str,
                   eval_dir: Path, version: str = DEFAULT_VERSION, threads: int = CPU_THREADS) -> tuple[Bundle, dict | None]:
     """Export `model`, check parity on real audio, fit the temperature on the val speakers,
     evaluate on the test speakers (report into eval_dir). Returns (bundle, report); the report
     is None for a split without test speakers (a model trained on every speaker). `license`:
     the training corpus's terms for the data and the weights (`read_corpus_info`)."""
-    parity = [windows_for(load_audio(r.path), window["window_s"], window["hop_s"],
-                          window["trim_silence"], window.get("pad", "zero"))[0]
-              for r in (parts["test"] or parts["val"])[:3]]
-    meta = bundle_meta(name=name, version=version, role=role, parameters=count_parameters(model), training=training,
-                       license=license, **window)
+    parity = [windowing.windows(load_audio(r.path))[0] for r in (parts["test"] or parts["val"])[:3]]
+    meta = bundle_meta(name=name, version=version, role=role, windowing=windowing, parameters=count_parameters(model),
+                       training=training, license=license)
     exported = write_model_bundle(model, out, meta, "", parity, TOLERANCE[role])
     onnx_model = OnnxModel(exported, intra_threads=threads)
     calibration = fit_temperature(window_logits(onnx_model, parts["val"]), parts["val"])
@@ -88,11 +86,11 @@ def split_info(fold: Path, parts: dict) -> dict:
             "split": json.loads((fold / "split.json").read_text())}
 
 
-def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, window: dict, teacher_dir: Path,
+def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windowing: Windowing, teacher_dir: Path,
                         students: dict[str, Path], held_out: list[Utterance] = ()) -> dict:
     """All bundles of one pipeline split, RUN/<split> (or of the final models, RUN/final), and
     their test reports (None where the split has no test speakers). `teacher`: the fold's
-    teacher on raw waveform, served with `window`, trained in `teacher_dir`. The corpora's
+    teacher on raw waveform, served with `windowing`, trained in `teacher_dir`. The corpora's
     names and licences come from the run (RUN/corpus.json). `held_out`: audio the int8 student's
     agreement with its float model is checked on (the test speakers and the cross corpora)."""
     from training.train_student import load_student
@@ -102,7 +100,7 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
     reports = {}
     tcfg, backbone, description = teacher_training(teacher_dir)
     reports["teacher"] = _cached(fold, "teacher", lambda out: export_bundle(
-        teacher, out, role="teacher", name=f"{Path(backbone).name}-ser", window=window, parts=parts,
+        teacher, out, role="teacher", name=f"{Path(backbone).name}-ser", windowing=windowing, parts=parts,
         training={**info, "config": tcfg}, license=corpus["license"], description=description,
         eval_dir=fold / "eval" / "teacher"))
     reports["teacher_int8"] = _cached(fold, "teacher-int8", lambda out: export_quantized(
@@ -112,7 +110,7 @@ def export_fold_bundles(fold: Path, parts: dict, teacher: torch.nn.Module, windo
         model, scfg = load_student(ckpt)
         out_name = "student" if key == "student_kd" else key
         reports[out_name] = _cached(fold, out_name, lambda out: export_bundle(
-            model, out, role="student", name=student_name(corpus), window=scfg.window(), parts=parts,
+            model, out, role="student", name=student_name(corpus), windowing=scfg.windowing, parts=parts,
             training={**info, "config": json.loads((ckpt.parent / "config.json").read_text())},
             license=corpus["license"], description=STUDENT_DESCRIPTION, eval_dir=fold / "eval" / out_name))
     if "student_kd" in students:

@@ -22,11 +22,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{run / 'student' / 'student.pt'}: no trained student; run `ser train --out {run}` first")
     model, cfg = load_student(run / "student" / "student.pt")
     parts = run_parts(run)
-    window = cfg.window()
     info = {**split_info(run, parts), "config": json.loads((run / "student" / "config.json").read_text())}
     corpus = read_corpus_info(run)
     bundle, rep = export_bundle(model, Path(args.out), role="student", name=args.name or student_name(corpus),
-                                version=args.version, window=window, parts=parts, training=info,
+                                version=args.version, windowing=cfg.windowing, parts=parts, training=info,
                                 license=corpus["license"], description=STUDENT_DESCRIPTION,
                                 eval_dir=run / "eval" / Path(args.out).name)
     print(f"wrote {bundle.path}: test UA {rep['ua']:.3f}, accuracy {rep['accuracy']:.3f}, "

@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.audio import SAMPLE_RATE
+from service.audio import SAMPLE_RATE, Windowing
 from service.bundle import DEFAULT_VERSION, MODEL_FILE, Bundle, write_bundle
 from service.labels import LABELS
 
@@ -58,15 +58,14 @@ def check_parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndar
     return max(deltas)
 
 
-def bundle_meta(*, name: str, role: str, window_s: float, hop_s: float, trim_silence: bool,
-                parameters: int, pad: str = "zero", version: str = DEFAULT_VERSION, temperature: float = 1.0,
+def bundle_meta(*, name: str, role: str, windowing: Windowing, parameters: int,
+                version: str = DEFAULT_VERSION, temperature: float = 1.0,
                 training: dict | None = None, metrics: dict | None = None,
                 license: dict | None = None, **extra: Any) -> dict:
     """bundle.json content (docs/design.md, "Model bundle"); sha256 is filled in by write_bundle."""
     return {
         "name": name, "version": version, "role": role, "labels": list(LABELS),
-        "sample_rate": SAMPLE_RATE, "window_s": window_s, "hop_s": hop_s, "trim_silence": trim_silence,
-        "pad": pad,
+        "sample_rate": SAMPLE_RATE, **windowing.to_json(),
         "input": {"name": INPUT, "shape": ["batch", "samples"], "dtype": "float32"},
         "output": {"name": OUTPUT, "shape": ["batch", len(LABELS)], "dtype": "float32"},
         "temperature": temperature, "parameters": parameters, "precision": "float32",

@@ -16,7 +16,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from service.audio import load_audio, windows_for
+from service.audio import load_audio
 from service.bundle import CARD_FILE, MODEL_FILE, Bundle, load_bundle, write_bundle
 from training.records import Utterance
 
@@ -100,7 +100,7 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=front_end_nodes(pre))
         method = {"method": "onnxruntime dynamic quantization, per-channel int8 MatMul weights"}
     else:
-        windows = np.concatenate([windows_for(load_audio(r.path), b.window_s, b.hop_s, b.trim_silence, b.pad)[0]
+        windows = np.concatenate([b.windowing.windows(load_audio(r.path))[0]
                                   for r in calibration])[:max_windows]
         quantize_static(str(pre), str(out / MODEL_FILE), WindowReader(b.input["name"], windows),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

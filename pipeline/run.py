@@ -127,7 +127,7 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     (out / "pipeline.json").write_text(json.dumps(asdict(cfg), indent=2))
     cross = cross or {}
     every = [*records, *transfer]
-    clips = dict(zip([r.id for r in every], load_clips(every, trim=True, desc="decode corpus")))
+    clips = decode_corpus(every)
     results = [run_fold(out / name, split, records, clips, cfg, transfer, cross, students_of(name, cfg))
                for name, split in splits(records, cfg)]
     summary = write_summary(out, results, k=cfg.folds)
@@ -136,6 +136,12 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
         result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, students_of("final", cfg))
         summary["final"] = write_final(out / "final", result, summary)
     return summary
+
+
+def decode_corpus(records: list[Utterance]) -> dict[str, np.ndarray]:
+    """Every clip decoded once for the whole run, untrimmed: each model trims it when its own
+    Windowing says so (the frozen teacher's and a student's may differ), as the service does."""
+    return dict(zip([r.id for r in records], load_clips(records, desc="decode corpus")))
 
 
 def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cfg: PipelineConfig,
@@ -158,9 +164,9 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
         if not (fold / name / "history.json").exists():
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
         trained[name] = fold / name / "student.pt"
-    teacher, window = load_teacher_folder(teacher_dir)
+    teacher, windowing = load_teacher_folder(teacher_dir)
     held_out = [*parts["test"], *(r for recs in cross.values() for r in recs)]
-    result = export_fold_bundles(fold, parts, teacher, window, teacher_dir, trained, held_out)
+    result = export_fold_bundles(fold, parts, teacher, windowing, teacher_dir, trained, held_out)
     bundles = {b.name: b for b in sorted((fold / "bundles").iterdir())}
     result["sets"] = evaluate_sets(bundles, fold / "eval", robustness_sets(parts["test"], cross, cfg.degraded_clips))
     return result

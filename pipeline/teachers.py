@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.audio import windows_for
 from training.records import Utterance
 from training.teacher import checkpoint_sha
 from training.teacher_folder import load_teacher_folder, read_kind, write_kind
@@ -79,7 +78,7 @@ def _cached_logits(teacher_dir: Path, records: list[Utterance], clips: dict, cac
     stored = dict(np.load(path)) if path.exists() else {}
     missing = [r for r in records if r.id not in stored]
     for r in tqdm(missing, desc="teacher logits", unit="clip", leave=False):
-        w, _ = windows_for(clips[r.id], window["window_s"], window["hop_s"], trim=False, pad=window["pad"])
+        w, _ = window.windows(clips[r.id])
         stored[r.id] = model(torch.from_numpy(w)).mean(dim=0).numpy()
     if missing:
         cache.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from typing import BinaryIO
 from pathlib import Path
 
@@ -304,27 +305,73 @@ def window_starts(n: int, win: int, hop: int, pad: str = "zero") -> list[int]:
     return starts
 
 
-def frame_windows(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE,
-                  pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
-    """Cut (N,) audio into windows. Returns (windows (W, win) float32, start times (W,) in s).
+@dataclass(frozen=True)
+class Windowing:
+    """How a model cuts audio into its inputs. Carried by the training configs, written into
+    every bundle (bundle.json keys window_s, hop_s, trim_silence, pad) and read back from it,
+    so a model is served with the windows it was trained on."""
+
+    window_s: float               # model input length (s)
+    hop_s: float                  # step between the windows of long audio (s)
+    trim_silence: bool = False    # leading/trailing silence trimmed first (trim_bounds)
+    pad: str = "zero"             # how audio shorter than a window fills it (fill, PAD_MODES)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop_s <= self.window_s:
+            raise ValueError(f"need 0 < hop_s <= window_s, got hop_s={self.hop_s}, window_s={self.window_s}")
+        if self.pad not in PAD_MODES:
+            raise ValueError(f"pad {self.pad!r}; expected one of {PAD_MODES}")
+
+    @property
+    def samples(self) -> int:
+        """Samples in one window."""
+        return round(self.window_s * SAMPLE_RATE)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Windowing:
+        """From a dict holding (at least) window_s and hop_s; other keys are ignored, so a whole
+        bundle.json will do. A bundle written before trim_silence and pad existed gets the defaults."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def bounds(self, x: np.ndarray) -> tuple[int, int]:
+        """(start, end) of the samples of `x` that are cut into windows."""
+        return trim_bounds(x) if self.trim_silence else (0, len(x))
+
+    def trimmed(self, x: np.ndarray) -> np.ndarray:
+        """`x` as its windows see it (a view, not a copy): trimmed when trim_silence says so."""
+        start, end = self.bounds(x)
+        return x[start:end]
+
+    def windows(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model input for a clip (N,): (windows (W, samples) float32, start times (W,) in
+        seconds from the start of the clip)."""
+        [(windows, starts)] = self.batches(x, batch=None)
+        return windows, starts
+
+    def batches(self, x: np.ndarray, batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """`windows`, `batch` windows at a time (see `window_batches`)."""
+        start, end = self.bounds(x)   # x[start:end] is a view, not a copy
+        for windows, starts in window_batches(x[start:end], self, batch=batch):
+            yield windows, starts + start / SAMPLE_RATE
+
+
+def window_batches(x: np.ndarray, windowing: Windowing, batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cut (N,) audio, already trimmed when the windowing says so, into windows, `batch` at a
+    time (all at once for None): yields (windows (<= batch, win) float32, start times in s).
+    Only one batch of windows exists at a time, so memory does not grow with the clip beyond
+    the audio itself.
 
     Audio shorter than one window is padded once (`fill`); a final partial window is kept
     (padded) when audio is left uncovered and it holds at least MIN_LAST_WINDOW of a
     window of audio. With pad "none" nothing is padded: a short clip is one window of its
     own length, and that final window is moved back to end with the audio.
     """
-    [(out, starts)] = window_batches(x, window_s, hop_s, sr=sr, pad=pad, batch=None)
-    return out, starts
-
-
-def window_batches(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPLE_RATE, pad: str = "zero",
-                   batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The windows of `frame_windows`, `batch` at a time (all at once for None): yields
-    (windows (<= batch, win) float32, start times in s). Only one batch of windows exists at a
-    time, so memory does not grow with the clip beyond the audio itself."""
-    win, hop = round(window_s * sr), round(hop_s * sr)
+    win, hop, pad = windowing.samples, round(windowing.hop_s * SAMPLE_RATE), windowing.pad
     if win <= 0 or hop <= 0:
-        raise ValueError(f"window_s and hop_s must be positive, got {window_s}, {hop_s}")
+        raise ValueError(f"window_s and hop_s must be at least one sample, got {windowing.window_s}, {windowing.hop_s}")
     if len(x) <= win:
         one = x.astype(np.float32) if pad == "none" else fill(x, win, pad)
         yield one[None, :], np.zeros(1)
@@ -333,20 +380,11 @@ def window_batches(x: np.ndarray, window_s: float, hop_s: float, sr: int = SAMPL
     step = batch or len(starts)
     for i in range(0, len(starts), step):
         chunk = starts[i:i + step]
-        yield np.stack([fill(x[s:s + win], win, pad) for s in chunk]), np.asarray(chunk) / sr
+        yield np.stack([fill(x[s:s + win], win, pad) for s in chunk]), np.asarray(chunk) / SAMPLE_RATE
 
 
 def windows_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool,
                 pad: str = "zero") -> tuple[np.ndarray, np.ndarray]:
-    """The model input for a clip: optional silence trim, then windows.
-    Returns (windows (W, win), start times (W,) in seconds from the start of the clip)."""
-    [(windows, starts)] = batches_for(x, window_s, hop_s, trim, pad, batch=None)
-    return windows, starts
-
-
-def batches_for(x: np.ndarray, window_s: float, hop_s: float, trim: bool, pad: str = "zero",
-                batch: int | None = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """`windows_for`, `batch` windows at a time (see `window_batches`)."""
-    start, end = trim_bounds(x) if trim else (0, len(x))   # x[start:end] is a view, not a copy
-    for windows, starts in window_batches(x[start:end], window_s, hop_s, pad=pad, batch=batch):
-        yield windows, starts + start / SAMPLE_RATE
+    """`Windowing(window_s, hop_s, trim, pad).windows(x)`: kept for the fixed reference
+    benchmarks/naive_server.py, which must not change; everything else holds a Windowing."""
+    return Windowing(window_s, hop_s, trim, pad).windows(x)

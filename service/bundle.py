@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.audio import PAD_MODES, SAMPLE_RATE
+from service.audio import SAMPLE_RATE, Windowing
 
 DEFAULT_VERSION = "0.1.0"   # a bundle's version unless its export names one
 
@@ -32,13 +32,10 @@ class Bundle:
     role: str
     labels: tuple[str, ...]
     sample_rate: int
-    window_s: float
-    hop_s: float
+    windowing: Windowing             # how audio is cut into the model's inputs, as it was trained
     input: dict[str, Any]            # {"name": ..., "shape": ["batch", "samples"]}
     output: dict[str, Any]           # {"name": ..., "shape": ["batch", 6]}
     temperature: float = 1.0         # calibration: probabilities = softmax(logits / T)
-    trim_silence: bool = False       # front-end options the model was trained with
-    pad: str = "zero"                # how a clip shorter than a window is filled (service.audio.fill)
     parameters: int = 0
     sha256: str = ""
     precision: str = "float32"
@@ -52,9 +49,10 @@ class Bundle:
         return self.path / MODEL_FILE
 
     def to_json(self) -> dict[str, Any]:
+        """bundle.json's content: the windowing's keys at the top level, as bundles have always had them."""
         d = asdict(self)
         d.pop("path")
-        d["labels"] = list(self.labels)
+        d.update(labels=list(self.labels), **d.pop("windowing"))
         return d
 
 
@@ -86,9 +84,13 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise BundleError(f"{meta_path}: missing keys {missing}")
-    known = {f for f in Bundle.__dataclass_fields__ if f != "path"}
-    extra = {k: v for k, v in meta.items() if k not in known}
-    bundle = Bundle(path=root, **{k: v for k, v in meta.items() if k in known and k != "extra"},
+    try:
+        windowing = Windowing.from_json(meta)
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{meta_path}: {e}") from e
+    own = {f for f in Bundle.__dataclass_fields__ if f not in ("path", "windowing", "extra")}
+    extra = {k: v for k, v in meta.items() if k not in {*own, *windowing.to_json(), "extra"}}
+    bundle = Bundle(path=root, windowing=windowing, **{k: meta[k] for k in own if k in meta},
                     extra={**meta.get("extra", {}), **extra})
     bundle = _validated(bundle, meta_path)
     if verify and bundle.sha256:
@@ -104,12 +106,8 @@ def _validated(b: Bundle, where: Path) -> Bundle:
         raise BundleError(f"{where}: role {b.role!r}; expected one of {ROLES}")
     if b.sample_rate != SAMPLE_RATE:
         raise BundleError(f"{where}: sample_rate {b.sample_rate}; the front end produces {SAMPLE_RATE}")
-    if not (0 < b.hop_s <= b.window_s):
-        raise BundleError(f"{where}: need 0 < hop_s <= window_s, got hop_s={b.hop_s}, window_s={b.window_s}")
     if len(b.labels) < 2 or len(set(b.labels)) != len(b.labels):
         raise BundleError(f"{where}: labels must be >= 2 distinct names, got {b.labels}")
-    if b.pad not in PAD_MODES:
-        raise BundleError(f"{where}: pad {b.pad!r}; expected one of {PAD_MODES}")
     if not b.temperature > 0:
         raise BundleError(f"{where}: temperature must be > 0, got {b.temperature}")
     return Bundle(**{**b.__dict__, "labels": tuple(b.labels)})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from service.audio import SAMPLE_RATE, AudioError, trim_bounds, window_batches, windows_for
+from service.audio import SAMPLE_RATE, AudioError, window_batches
 from service.bundle import Bundle, BundleError
 from service.labels import restrict
 from service.speech import SpeechGate
@@ -83,8 +83,7 @@ class OnnxModel:
 
     def windows(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N,) 16 kHz audio -> this bundle's input windows (W, S) and their start times (W,)."""
-        b = self.bundle
-        return windows_for(audio, b.window_s, b.hop_s, b.trim_silence, b.pad)
+        return self.bundle.windowing.windows(audio)
 
     def window_probs(self, windows: np.ndarray) -> np.ndarray:
         """(W, S) input windows -> (W, C) calibrated probabilities; a row is NaN where the
@@ -101,13 +100,13 @@ class OnnxModel:
         the windows that hold speech (all windows without a `gate`), over `labels` (a subset of
         the bundle's, renormalised; None: all). Windows without speech are not run."""
         b = self.bundle
-        start, end = trim_bounds(audio) if b.trim_silence else (0, len(audio))
-        x = audio[start:end]   # a view, not a copy
+        start, end = b.windowing.bounds(audio)
+        x = audio[start:end]   # a view, not a copy; the gate reads the windows' audio in it
         parts = [(*self._gated(w, np.round(s * SAMPLE_RATE).astype(int), x, gate, labels), s + start / SAMPLE_RATE)
-                 for w, s in window_batches(x, b.window_s, b.hop_s, pad=b.pad, batch=self.max_batch)]
+                 for w, s in window_batches(x, b.windowing, batch=self.max_batch)]
         probs, speech, shares, starts = (np.concatenate(part) for part in zip(*parts))
         answered = labels or b.labels
-        common = dict(window_probs=probs, window_starts=starts, window_s=b.window_s, labels=answered,
+        common = dict(window_probs=probs, window_starts=starts, window_s=b.windowing.window_s, labels=answered,
                       window_speech=speech, window_shares=shares, speech_share=float(shares.mean()) if gate else None)
         if not speech.any():
             return Prediction(label=None, confidence=None, probabilities={}, **common)
@@ -133,4 +132,4 @@ class OnnxModel:
 
     def warm_up(self) -> None:
         """One forward pass so the first request does not pay for lazy initialisation."""
-        self.predict(np.zeros(round(self.bundle.window_s * SAMPLE_RATE), dtype=np.float32))
+        self.predict(np.zeros(self.bundle.windowing.samples, dtype=np.float32))

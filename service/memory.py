@@ -17,7 +17,6 @@ import logging
 import numpy as np
 import psutil
 
-from service.audio import SAMPLE_RATE
 from service.inference import MAX_BATCH, OnnxModel
 
 log = logging.getLogger("ser")
@@ -28,7 +27,7 @@ def window_bytes(model: OnnxModel) -> int:
     """The memory one window adds to a run of `model`. Measure once, right after `warm_up`: the
     arena keeps what it grew to, so a second measure would see less."""
     rss = psutil.Process().memory_info
-    windows = np.zeros((PROBE, round(model.bundle.window_s * SAMPLE_RATE)), np.float32)
+    windows = np.zeros((PROBE, model.bundle.windowing.samples), np.float32)
     before = rss().rss
     model.logits(windows)
     return max(0, rss().rss - before) // (PROBE - 1)

@@ -365,7 +365,7 @@ def model_metadata(name: str, model: OnnxModel, fallback: OnnxModel | None = Non
     """What /v2/models/{model_name} says: `model` answers; for `auto`, `fallback` below the threshold."""
     b = model.bundle
     params: dict[str, str | int | float | bool] = {
-        "labels": ",".join(b.labels), "sample_rate": SAMPLE_RATE, "window_s": b.window_s, "hop_s": b.hop_s,
+        "labels": ",".join(b.labels), "sample_rate": SAMPLE_RATE, "window_s": b.windowing.window_s, "hop_s": b.windowing.hop_s,
         "bundle": b.name, "precision": b.precision}
     if fallback_threshold is not None:
         params |= {"fallback_threshold": fallback_threshold,

@@ -62,7 +62,7 @@ class Streams:
             model = runtime.loaded.first(params.model)
         except LookupError:
             raise StreamError("teacher_unavailable") from None
-        params.check_hop(model.bundle.window_s)
+        params.check_hop(model.bundle.windowing.window_s)
         params.label_set(model.bundle.labels)   # an unknown label fails before any audio
         if self.open >= settings.max_streams:
             raise StreamError("overloaded", f"{self.open} streams are open, the most this service takes "

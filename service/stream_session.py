@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -80,7 +80,7 @@ class Session:
         self.batcher = streams.batcher(self.model)
         self.fallback_batcher = streams.batcher(self.fallback) if self.fallback else None
         b = self.model.bundle
-        self.windower = Windower(self.params.sample_rate, b.window_s, self.params.hop_s, b.pad)
+        self.windower = Windower(self.params.sample_rate, replace(b.windowing, hop_s=self.params.hop_s))
         self.rate = MinimumRate(settings.stream_min_speed, settings.stream_rate_window_s)
         self.max_frames = int(settings.stream_max_s * self.params.sample_rate)   # input samples taken at most
         self.received = 0
@@ -170,7 +170,7 @@ class Session:
             fell_back = self.fallback is not None and self.models.unsure(probs)
             if fell_back:   # model=auto: /predict's rule, per window, on the caller's labels
                 model, b = self.fallback, self.fallback.bundle
-                window_in = fit(p.window.samples, round(b.window_s * SAMPLE_RATE), b.pad)
+                window_in = fit(p.window.samples, b.windowing)
                 probs = self._restrict(await (await self.fallback_batcher.probs(window_in)), model)
             if np.isnan(probs).any():
                 raise StreamError("invalid_audio", non_finite_output().message)

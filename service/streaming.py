@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.audio import MIN_DURATION_S, SAMPLE_RATE, fill, resampler, window_starts
+from service.audio import MIN_DURATION_S, SAMPLE_RATE, Windowing, fill, resampler, window_starts
 from service.errors import ERRORS, validation_problems
 from service.labels import LabelSetError, parse_label_set
 
@@ -111,8 +111,10 @@ class Windower:
     windows whatever the stream's length; the buffer is reused, not reallocated per frame.
     """
 
-    def __init__(self, sample_rate: int, window_s: float, hop_s: float, pad: str = "zero"):
-        self.win, self.hop, self.pad = round(window_s * SAMPLE_RATE), round(hop_s * SAMPLE_RATE), pad
+    def __init__(self, sample_rate: int, windowing: Windowing):
+        """`windowing`: the model's, with the stream's hop. Its trim_silence is not applied: a live
+        stream's leading silence is gone by the time it could be told from speech."""
+        self.win, self.hop, self.pad = windowing.samples, round(windowing.hop_s * SAMPLE_RATE), windowing.pad
         self._resampler = resampler(sample_rate)
         self._buf = np.empty(2 * self.win, np.float32)
         self._lo = self._hi = 0   # the audio held: _buf[_lo:_hi]
@@ -171,6 +173,7 @@ class Windower:
             self._lo, self._offset = self._lo + cut, self._offset + cut
 
 
-def fit(window: np.ndarray, n: int, pad: str) -> np.ndarray:
-    """A window for a model with an `n`-sample window: its last `n` samples, or filled up to `n`."""
-    return window[-n:] if len(window) >= n else fill(window, n, pad)
+def fit(window: np.ndarray, windowing: Windowing) -> np.ndarray:
+    """A window for a model cutting `windowing`: its last samples, or filled up to its length."""
+    n = windowing.samples
+    return window[-n:] if len(window) >= n else fill(window, n, windowing.pad)

@@ -35,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     records, split = prepare_run(Path(args.out), args.corpus, args.data, val_speakers=args.val_speakers,
                                  test_speakers=args.test_speakers, seed=cfg.seed, **kw)
     parts = apply_split(records, split)
-    data = {p: (load_clips(parts[p], trim=cfg.trim_silence, desc=p), [r.label for r in parts[p]])
+    data = {p: (load_clips(parts[p], desc=p), [r.label for r in parts[p]])
             for p in ("train", "val")}
     t0 = time.time()
     train_student(cfg, data["train"], data["val"], Path(args.out) / "student")

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from service.audio import SAMPLE_RATE, fill, load_audio, trim_silence
+from service.audio import Windowing, fill, load_audio
 from service.labels import LABELS
 from training.degrade import CONDITIONS, degrade, noise
 from training.rooms import reverberate, room_bank
@@ -19,13 +19,10 @@ from training.records import Utterance
 UNLABELED = -100   # torch's cross-entropy ignore_index
 
 
-def load_clips(records: list[Utterance], *, trim: bool, desc: str = "decode") -> list[np.ndarray]:
-    """Each record's audio through the service's own front end (decode, mono, 16 kHz, trim)."""
-    clips = []
-    for r in tqdm(records, desc=desc, unit="clip", leave=False):
-        x = load_audio(r.path)
-        clips.append(trim_silence(x) if trim else x)
-    return clips
+def load_clips(records: list[Utterance], *, desc: str = "decode") -> list[np.ndarray]:
+    """Each record's audio decoded by the service's own front end (mono, 16 kHz), untrimmed:
+    each model trims it when its Windowing says so (a teacher and a student may differ)."""
+    return [load_audio(r.path) for r in tqdm(records, desc=desc, unit="clip", leave=False)]
 
 
 def class_weights(labels: list[str]) -> torch.Tensor:
@@ -88,9 +85,10 @@ class CropDataset(Dataset):
     """(crop (S,), label index, soft target (C,) or zeros), with fresh random augmentation
     every epoch. A label None (an unlabeled clip) becomes UNLABELED: only its soft target teaches."""
 
-    def __init__(self, clips: list[np.ndarray], labels: list[str | None], window_s: float, *,
-                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0, pad: str = "zero"):
-        self.clips, self.window, self.pad = clips, round(window_s * SAMPLE_RATE), pad
+    def __init__(self, clips: list[np.ndarray], labels: list[str | None], windowing: Windowing, *,
+                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0):
+        # crops as long as the model's windows, filled as they are; the clips come trimmed when it says so
+        self.clips, self.window, self.pad = clips, windowing.samples, windowing.pad
         self.y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
         self.soft = soft if soft is not None else np.zeros((len(clips), len(LABELS)), dtype=np.float32)
         self.augment, self.seed, self.epoch = augment, seed, 0

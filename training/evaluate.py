@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service.audio import load_audio, windows_for
+from service.audio import Windowing, load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
 from service.labels import LABELS
@@ -38,9 +38,9 @@ def _row(p) -> list[float]:
     return [np.nan] * len(p.labels) if p.no_speech else list(p.probabilities.values())
 
 
-def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float, trim: bool,
-                  pad: str = "zero", *, device="cpu", batch_size: int = 32) -> np.ndarray:
-    """(N, C) utterance probabilities of a torch model as served: windows_for -> softmax ->
+def predict_probs(model, clips: list[np.ndarray], windowing: Windowing, *, device="cpu",
+                  batch_size: int = 32) -> np.ndarray:
+    """(N, C) utterance probabilities of a torch model as served: windowing.windows -> softmax ->
     mean per clip. Windows of several clips share a batch (float32, no autocast: the exported
     graph is float32 too). torch is imported here so bundle evaluation stays torch-free."""
     import torch
@@ -48,7 +48,7 @@ def predict_probs(model, clips: list[np.ndarray], window_s: float, hop_s: float,
     model.eval()
     windows, owner = [], []
     for i, x in enumerate(clips):
-        w, _ = windows_for(x, window_s, hop_s, trim, pad)   # (W, S)
+        w, _ = windowing.windows(x)   # (W, S)
         windows.append(w)
         owner += [i] * len(w)
     windows, owner = np.concatenate(windows), np.asarray(owner)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from service.audio import windows_for
+from service.audio import Windowing
 from service.labels import LABELS
 from training.records import Utterance
 from training.teacher import TeacherModel, _encoder_states, _normalize, build_teacher, checkpoint_sha
@@ -37,7 +37,7 @@ STD_EPS = 1e-5
 PEAK_FLOOR = 1e-4      # a window of digital silence is not scaled up into noise
 # How the service cuts audio for this teacher: whole clips up to 6 s, nothing padded
 # (repeat-padding 3 s windows cost 0.14 UA on TESS, docs/experiments.md).
-WINDOW = {"window_s": 6.0, "hop_s": 3.0, "trim_silence": True, "pad": "none"}
+WINDOW = Windowing(window_s=6.0, hop_s=3.0, trim_silence=True, pad="none")
 
 
 class LayerStats(nn.Module):
@@ -119,10 +119,10 @@ class FrozenTeacher(nn.Module):
 
 
 @torch.no_grad()
-def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.ndarray], window: dict,
+def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.ndarray], window: Windowing,
                 cache: Path, save_every: int = 500) -> dict[str, np.ndarray]:
     """Per clip, (W, L + 1, 2 D) float16 statistics of its W windows as the service cuts them
-    (`clips` are already trimmed when the window says so), from the encoder in `backbone`.
+    (`clips` decoded by training.data.load_clips), from the encoder in `backbone`.
 
     Cached in `cache` (a folder named by `cache_dir`: the encoder's checksum and the window),
     in parts of `save_every` clips, so an interrupted run keeps what it computed."""
@@ -134,7 +134,7 @@ def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.nd
     stats = build_stats(backbone) if missing else None
     new: dict[str, np.ndarray] = {}
     for r in tqdm(missing, desc="encoder stats", unit="clip", leave=False):
-        w, _ = windows_for(clips[r.id], window["window_s"], window["hop_s"], trim=False, pad=window["pad"])
+        w, _ = window.windows(clips[r.id])
         new[r.id] = stats(torch.from_numpy(w)).numpy().astype(np.float16)
         if len(new) == save_every or r is missing[-1]:
             np.savez(cache / f"part{len(list(cache.glob('*.npz'))):04d}.npz", **new)
@@ -143,8 +143,8 @@ def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.nd
     return {r.id: stored[r.id] for r in records}
 
 
-def cache_dir(root: Path, backbone: Path, window: dict) -> Path:
-    return Path(root) / f"{checkpoint_sha(Path(backbone))}-w{window['window_s']}-h{window['hop_s']}-{window['pad']}"
+def cache_dir(root: Path, backbone: Path, window: Windowing) -> Path:
+    return Path(root) / f"{checkpoint_sha(Path(backbone))}-w{window.window_s}-h{window.hop_s}-{window.pad}"
 
 
 def build_stats(backbone: str | Path) -> LayerStats:

@@ -51,9 +51,8 @@ def checkpoint_probs(path: Path, records: list[Utterance]) -> np.ndarray:
     """(N, C) probabilities of a torch checkpoint (a student .pt file or a trained teacher folder)
     through the same front end and windowing as the service."""
     if path.is_dir():
-        model, w = load_teacher_folder(path)
+        model, windowing = load_teacher_folder(path)
     else:
         model, cfg = load_student(path)
-        w = cfg.window()
-    return predict_probs(model, [load_audio(r.path) for r in records], w["window_s"], w["hop_s"],
-                         w["trim_silence"], w["pad"])
+        windowing = cfg.windowing
+    return predict_probs(model, [load_audio(r.path) for r in records], windowing)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.audio import SAMPLE_RATE
+from service.audio import SAMPLE_RATE, Windowing
 from service.labels import LABELS
 from training.specaug import spec_augment
 
@@ -288,9 +288,9 @@ def build_teacher(backbone: str | Path, num_labels: int = len(LABELS), *,
     return TeacherModel(model, normalize=normalize)
 
 
-def save_teacher(model: TeacherModel, out_dir: str | Path, window: dict) -> Path:
+def save_teacher(model: TeacherModel, out_dir: str | Path, windowing: Windowing) -> Path:
     """Write ``save_pretrained`` weights + config, preprocessor_config.json and teacher.json,
-    which also holds the `window` the teacher is served with (window_s, hop_s, trim_silence, pad)."""
+    which also holds the `window` the teacher is served with (its Windowing)."""
     from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
     out = Path(out_dir)
@@ -303,14 +303,14 @@ def save_teacher(model: TeacherModel, out_dir: str | Path, window: dict) -> Path
     fe.save_pretrained(out)   # what a transformers user would feed the checkpoint
     meta = {"format": FORMAT, "frontend": model.frontend, "normalize": model.normalize,
             "labels": [model.config.id2label[i] for i in range(model.config.num_labels)],
-            "sample_rate": SAMPLE_RATE, "window": dict(window)}
+            "sample_rate": SAMPLE_RATE, "window": windowing.to_json()}
     (out / TEACHER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def teacher_window(path: str | Path) -> dict:
-    """The window a teacher folder written by :func:`save_teacher` is served with."""
-    return json.loads((Path(path) / TEACHER_FILE).read_text())["window"]
+def teacher_window(path: str | Path) -> Windowing:
+    """The windowing a teacher folder written by :func:`save_teacher` is served with."""
+    return Windowing.from_json(json.loads((Path(path) / TEACHER_FILE).read_text())["window"])
 
 
 def checkpoint_sha(folder: Path) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
+from service.audio import Windowing
+
 KIND_FILE = "kind.json"
 KINDS = ("frozen", "finetune")
 
@@ -34,14 +36,14 @@ def read_kind(folder: Path) -> str:
     return kind
 
 
-def load_teacher_folder(folder: Path) -> tuple[nn.Module, dict]:
-    """(torch model on raw waveform, in eval mode; the window it is served with) of a teacher folder."""
+def load_teacher_folder(folder: Path) -> tuple[nn.Module, Windowing]:
+    """(torch model on raw waveform, in eval mode; the windowing it is served with) of a teacher folder."""
     folder = Path(folder)
     if read_kind(folder) == "frozen":
         from training.frozen_teacher import WINDOW, FrozenTeacher, build_stats, head_meta, load_head
 
         stats = build_stats(head_meta(folder)["backbone"])
-        return FrozenTeacher(stats, load_head(folder)).eval(), dict(WINDOW)
+        return FrozenTeacher(stats, load_head(folder)).eval(), WINDOW
     from training.teacher import load_teacher, teacher_window
 
     return load_teacher(folder / "best").eval(), teacher_window(folder / "best")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from training.config import CPU_THREADS, from_dict
 from training.evaluate import predict_probs
+from service.audio import Windowing
 from service.labels import LABELS
 from training.data import UNLABELED, Augment, CropDataset, ViewDataset, class_weights
 from training.metrics import classification_report
@@ -50,9 +51,13 @@ class StudentConfig:
     threads: int = CPU_THREADS    # torch intra-op threads
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
 
-    def window(self) -> dict:
-        """The front-end settings a bundle of this student must carry."""
-        return {"window_s": self.window_s, "hop_s": self.hop_s, "trim_silence": self.trim_silence, "pad": self.pad}
+    def __post_init__(self) -> None:
+        self.windowing   # a bad window, hop or pad is refused with the config, before any audio is decoded
+
+    @property
+    def windowing(self) -> Windowing:
+        """How this student cuts audio: what its bundle carries and the service serves it with."""
+        return Windowing(self.window_s, self.hop_s, self.trim_silence, self.pad)
 
     @classmethod
     def from_dict(cls, d: dict) -> "StudentConfig":
@@ -76,8 +81,9 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
                   views_root: Path | None = None) -> LiteCNN:
     """Train on (clips, labels); keep the checkpoint with the best validation UA.
 
-    Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says so); a
-    label None marks an unlabeled clip, which teaches through its soft label only.
+    Clips are decoded 16 kHz float32 arrays (training.data.load_clips), trimmed here when
+    cfg.windowing says so, as the service trims; a label None marks an unlabeled clip, which
+    teaches through its soft label only.
     teacher_logits: (N, C) per example. weights: how often each example is drawn (an epoch
     draws N crops with replacement; None: each example once per epoch, shuffled).
     ids, views_root: the clips' stable ids and the folder of cached views (cfg.views > 0).
@@ -91,16 +97,16 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     torch.set_num_threads(cfg.threads)
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
+    train = ([cfg.windowing.trimmed(x) for x in train[0]], train[1])   # views, not copies
     augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
     augment = augment if cfg.augment else None
     if cfg.views:
         if ids is None or views_root is None:
             raise ValueError("views > 0 needs the clips' ids and a views_root folder")
-        views = render_views(train[0], ids, cfg.window_s, cfg.pad, augment, cfg.seed, cfg.views, views_root)
+        views = render_views(train[0], ids, cfg.windowing, augment, cfg.seed, cfg.views, views_root)
         ds = ViewDataset(views, train[1], soft=teacher_logits, seed=cfg.seed)
     else:
-        ds = CropDataset(train[0], train[1], cfg.window_s, soft=teacher_logits, augment=augment, seed=cfg.seed,
-                         pad=cfg.pad)
+        ds = CropDataset(train[0], train[1], cfg.windowing, soft=teacher_logits, augment=augment, seed=cfg.seed)
     gen = torch.Generator()
     sampler = None if weights is None else WeightedRandomSampler(weights, len(ds), generator=gen)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
@@ -134,7 +140,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
             opt.step()
             sched.step()
             losses.append(loss.item())
-        probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad)
+        probs = predict_probs(model, val[0], cfg.windowing)
         rep = classification_report(y_val, probs.argmax(1), LABELS)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_ua": rep["ua"],
                         "val_accuracy": rep["accuracy"], "seconds": round(time.time() - t0, 1)})

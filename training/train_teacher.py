@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from training.config import CPU_THREADS, from_dict, read_config
 from training.evaluate import predict_probs
+from service.audio import Windowing
 from service.labels import LABELS
 from training.data import Augment, CropDataset, class_weights
 from training.metrics import classification_report
@@ -89,10 +90,12 @@ class TeacherConfig:
         for name in ("epochs", "batch_size", "grad_accum", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected an integer >= 1")
+        self.windowing   # a bad window, hop or pad is refused with the config
 
-    def window(self) -> dict:
-        """The front-end settings the teacher is served with (written into its teacher.json)."""
-        return {"window_s": self.window_s, "hop_s": self.hop_s, "trim_silence": self.trim_silence, "pad": self.pad}
+    @property
+    def windowing(self) -> Windowing:
+        """How the teacher cuts audio (written into its teacher.json, then into its bundle)."""
+        return Windowing(self.window_s, self.hop_s, self.trim_silence, self.pad)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherConfig":
@@ -193,10 +196,10 @@ def train_teacher(cfg: TeacherConfig, train: tuple[list, list[str]], val: tuple[
                   out_dir: str | Path, *, resume: bool = False) -> TeacherModel:
     """Fine-tune ``build_teacher(cfg.backbone)`` on (clips, labels); keep the best val UA.
 
-    Clips are 16 kHz float32 arrays already through the front end (trimmed if cfg says
-    so). Under torchrun every rank passes the same data; only rank 0 needs ``val``.
-    ``resume=True`` continues from out_dir/last when it exists. Returns the best
-    checkpoint, loaded in eval mode.
+    Clips are decoded 16 kHz float32 arrays (training.data.load_clips), trimmed here when
+    cfg.windowing says so, as the service trims. Under torchrun every rank passes the same
+    data; only rank 0 needs ``val``. ``resume=True`` continues from out_dir/last when it
+    exists. Returns the best checkpoint, loaded in eval mode.
     """
     ddp = _setup_distributed()
     try:
@@ -231,8 +234,8 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
     model.to(ddp.device)
     torch.manual_seed(cfg.seed + ddp.rank)   # dropout, LayerDrop, time masking: different on each rank
 
-    ds = CropDataset(train[0], train[1], cfg.window_s, augment=Augment() if cfg.augment else None, seed=cfg.seed,
-                     pad=cfg.pad)
+    train = ([cfg.windowing.trimmed(x) for x in train[0]], train[1])   # views, not copies
+    ds = CropDataset(train[0], train[1], cfg.windowing, augment=Augment() if cfg.augment else None, seed=cfg.seed)
     weight = class_weights(train[1]).to(ddp.device) if cfg.balanced else None
     # Also used with one process: a seeded, per-epoch shuffle that resumes reproducibly.
     sampler = DistributedSampler(ds, num_replicas=ddp.world, rank=ddp.rank, shuffle=True, seed=cfg.seed)
@@ -270,12 +273,12 @@ def _train(cfg: TeacherConfig, train, val, out: Path, resume: bool, ddp: _Dist) 
 
         stop = False
         if ddp.main:
-            probs = predict_probs(model, val[0], cfg.window_s, cfg.hop_s, trim=False, pad=cfg.pad, device=ddp.device,
+            probs = predict_probs(model, val[0], cfg.windowing, device=ddp.device,
                                   batch_size=cfg.batch_size * 4)
             rep = classification_report(y_val, probs.argmax(1), LABELS)
             if rep["ua"] > best:
                 best, bad_epochs = rep["ua"], 0
-                save_teacher(model, out / "best", cfg.window())
+                save_teacher(model, out / "best", cfg.windowing)
             else:
                 bad_epochs += 1
             history.append({"epoch": epoch, "loss": loss, "val_ua": rep["ua"], "val_accuracy": rep["accuracy"],
@@ -338,7 +341,7 @@ def _save_last(model, out: Path, cfg: TeacherConfig, opt, sched, scaler, epoch: 
     """out/last: this epoch's teacher + optimizer/schedule state, written then swapped in."""
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_teacher(model, tmp, cfg.window())
+    save_teacher(model, tmp, cfg.windowing)
     torch.save({"config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "best_ua": best,
                 "bad_epochs": bad_epochs, "history": history}, tmp / STATE_FILE)
@@ -388,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         records = parts[part]
         if not records:
             raise ValueError(f"the split has no {part} records; expected at least one")
-        data[part] = (load_clips(records, trim=cfg.trim_silence, desc=part), [r.label for r in records])
+        data[part] = (load_clips(records, desc=part), [r.label for r in records])
     if main_rank:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         write_split(split, Path(args.out) / "split.json")

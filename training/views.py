@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from service.audio import SAMPLE_RATE
+from service.audio import Windowing
 from training.data import Augment, augmented_crop
 
 META_FILE = "views.json"
@@ -39,12 +39,13 @@ def view_file(folder: Path, clip_id: str) -> Path:
     return folder / f"{hashlib.sha256(clip_id.encode()).hexdigest()[:24]}.npy"
 
 
-def render_views(clips: list[np.ndarray], ids: list[str], window_s: float, pad: str, augment: Augment | None,
+def render_views(clips: list[np.ndarray], ids: list[str], windowing: Windowing, augment: Augment | None,
                  seed: int, k: int, root: Path) -> list[Path]:
-    """The (k, S) float16 view file of every clip, rendered where missing. View j of a clip is
-    the same audio in every run (its random draws are seeded by (seed, the clip's id, j))."""
-    folder = views_folder(root, window_s, pad, augment, seed, k)
-    s = round(window_s * SAMPLE_RATE)
+    """The (k, S) float16 view file of every clip (already trimmed when `windowing` says so),
+    rendered where missing. View j of a clip is the same audio in every run (its random draws
+    are seeded by (seed, the clip's id, j))."""
+    folder = views_folder(root, windowing.window_s, windowing.pad, augment, seed, k)
+    s, pad = windowing.samples, windowing.pad
     paths = [view_file(folder, i) for i in ids]
     missing = [n for n, p in enumerate(paths) if not p.is_file()]
     for n in tqdm(missing, desc="render views", unit="clip", leave=False):

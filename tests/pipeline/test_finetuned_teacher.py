@@ -35,7 +35,7 @@ def test_a_fine_tuned_wav2vec2_teacher_is_trained_exported_and_served(tmp_path):
     fold = out / "fold0"
     assert read_kind(fold / "teacher") == "finetune"
     bundle = load_bundle(fold / "bundles" / "teacher")
-    assert bundle.role == "teacher" and bundle.window_s == 1.0
+    assert bundle.role == "teacher" and bundle.windowing.window_s == 1.0
     test = apply_split(records, read_split(fold / "split.json"))["test"][:3]
     served = np.stack([[OnnxModel(bundle).predict(load_audio(r.path)).probabilities[label]
                         for label in bundle.labels] for r in test])

@@ -14,7 +14,7 @@ from pipeline.run import PipelineConfig, run_pipeline
 from pipeline.teachers import encoder_stats
 from training.runs import checkpoint_probs
 from training.teacher_folder import load_teacher_folder, read_kind
-from service.audio import load_audio, windows_for
+from service.audio import load_audio
 from service.bundle import load_bundle
 from tests.support.bundles import save_tiny
 from tests.support.corpora import make_manifest_corpus
@@ -78,7 +78,7 @@ def test_bundles_are_served_as_they_were_trained(run):
     for name in ("teacher", "student_alone", "student"):
         b = load_bundle(fold / "bundles" / name)
         assert b.role == ("teacher" if name == "teacher" else "student") and b.temperature > 0
-        assert b.pad == ("none" if name == "teacher" else "zero")
+        assert b.windowing.pad == ("none" if name == "teacher" else "zero")
         # the corpus's name and licence come from the run, none is baked into export
         assert "RAVDESS" not in json.dumps(b.license) and b.license["data"].startswith("not stated")
     assert load_bundle(fold / "bundles" / "student").name == "litecnn-manifest"
@@ -94,12 +94,11 @@ def test_bundles_are_served_as_they_were_trained(run):
 
 def test_the_cached_statistics_are_what_the_served_teacher_computes(run):
     fold, rec = run["out"] / "fold0", run["records"][0]
-    teacher, window = load_teacher_folder(fold / "teacher")
+    teacher, windowing = load_teacher_folder(fold / "teacher")
     clip = load_audio(rec.path)
-    windows, _ = windows_for(clip, window["window_s"], window["hop_s"], True, window["pad"])
+    windows, _ = windowing.windows(clip)
     backbone = Path(head_meta(fold / "teacher")["backbone"])
-    from service.audio import trim_silence
-    cached = encoder_stats(run["out"], backbone, [rec], {rec.id: trim_silence(clip)})[rec.id]
+    cached = encoder_stats(run["out"], backbone, [rec], {rec.id: clip})[rec.id]
     with torch.no_grad():
         direct = teacher.stats(torch.from_numpy(windows)).numpy()
     assert cached.dtype == np.float16 and np.allclose(direct, cached, rtol=2e-3, atol=1e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import tracemalloc
 
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from service.audio import (SAMPLE_RATE, AudioError, batches_for, frame_windows, load_audio, open_audio, trim_bounds,
-                           windows_for)
+from service.audio import SAMPLE_RATE, AudioError, Windowing, load_audio, open_audio, trim_bounds, windows_for
 from service.inference import MAX_BATCH, OnnxModel
 from service.pcm_wav import PcmWav
 from devtools.audio import encode, voice
@@ -106,32 +106,50 @@ def test_non_finite_samples_are_rejected():
 ])
 def test_windowing(seconds, hop, expected):
     x = np.ones(round(seconds * SAMPLE_RATE), dtype=np.float32)
-    w, starts = frame_windows(x, window_s=1.0, hop_s=hop)
+    w, starts = Windowing(window_s=1.0, hop_s=hop).windows(x)
     assert w.shape == (expected, SAMPLE_RATE)
     assert np.allclose(starts, np.arange(expected) * hop)
     assert w[-1].sum() == pytest.approx(min(1.0, seconds - starts[-1]) * SAMPLE_RATE)
 
 
-def test_windows_for_reports_times_in_the_untrimmed_clip():
+def test_windows_report_times_in_the_untrimmed_clip():
     x = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), voice(1.0), np.zeros(SAMPLE_RATE, np.float32)])
-    _, starts = windows_for(x, 1.0, 0.5, trim=True)
+    _, starts = Windowing(1.0, 0.5, trim_silence=True).windows(x)
     assert starts[0] == pytest.approx(1.0, abs=0.03)
+    _, starts = Windowing(1.0, 0.5, trim_silence=False).windows(x)
+    assert starts[0] == 0.0
+
+
+def test_windowing_round_trips_through_json_and_reads_old_bundles():
+    w = Windowing(6.0, 3.0, trim_silence=True, pad="none")
+    assert Windowing.from_json(json.loads(json.dumps(w.to_json()))) == w
+    assert w.to_json() == {"window_s": 6.0, "hop_s": 3.0, "trim_silence": True, "pad": "none"}   # bundle.json's keys
+    assert Windowing.from_json({"window_s": 3.0, "hop_s": 1.0, "name": "old"}) == Windowing(3.0, 1.0, False, "zero")
+    for bad, named in (({"hop_s": 7.0}, "hop_s"), ({"hop_s": 0}, "hop_s"), ({"pad": "mirror"}, "pad")):
+        with pytest.raises(ValueError, match=named):
+            Windowing.from_json({**w.to_json(), **bad})
+
+
+def test_the_reference_signature_cuts_as_the_windowing_does():
+    """benchmarks/naive_server.py (a fixed reference) calls windows_for(x, 3.0, 1.0, trim=True)."""
+    x = np.concatenate([np.zeros(SAMPLE_RATE, np.float32), voice(5.0)])
+    for old, new in zip(windows_for(x, 3.0, 1.0, trim=True), Windowing(3.0, 1.0, trim_silence=True).windows(x)):
+        np.testing.assert_array_equal(old, new)
 
 
 def test_repeat_padding_fills_short_clips_with_the_clip_itself():
     x = np.arange(1, 6, dtype=np.float32)
-    w, _ = frame_windows(x, window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE, pad="repeat")
+    w, _ = Windowing(window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE, pad="repeat").windows(x)
     assert w.tolist() == [[1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2]]
-    w, _ = frame_windows(x, window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE)
+    w, _ = Windowing(window_s=12 / SAMPLE_RATE, hop_s=6 / SAMPLE_RATE).windows(x)
     assert w[0, 5:].tolist() == [0] * 7
-    with pytest.raises(ValueError, match="pad mode"):
-        frame_windows(x, 1.0, 0.5, pad="mirror")
 
 
 def test_windows_in_batches_are_the_windows_at_once():
     x = voice(7.3)
-    whole, starts = windows_for(x, 1.0, 0.25, trim=True, pad="repeat")
-    parts = list(batches_for(x, 1.0, 0.25, trim=True, pad="repeat", batch=5))
+    windowing = Windowing(1.0, 0.25, trim_silence=True, pad="repeat")
+    whole, starts = windowing.windows(x)
+    parts = list(windowing.batches(x, batch=5))
     assert [len(w) for w, _ in parts] == [5] * (len(whole) // 5) + ([len(whole) % 5] if len(whole) % 5 else [])
     np.testing.assert_array_equal(np.concatenate([w for w, _ in parts]), whole)
     np.testing.assert_array_equal(np.concatenate([s for _, s in parts]), starts)
@@ -142,7 +160,7 @@ def test_a_long_clip_is_classified_in_memory_bounded_by_the_audio(student_bundle
     audio-sized pass of the silence trim), peak memory is a few batches of windows, whatever
     the clip's length. All windows at once would be 1199 x 64 kB = 77 MB for 10 minutes."""
     model = OnnxModel(student_bundle)
-    batch_bytes = MAX_BATCH * round(student_bundle.window_s * SAMPLE_RATE) * 4
+    batch_bytes = MAX_BATCH * student_bundle.windowing.samples * 4
     for seconds in (60, 600):
         audio = np.resize(voice(7.0), seconds * SAMPLE_RATE)
         tracemalloc.start()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from service.audio import SAMPLE_RATE, frame_windows, load_audio, resampler
+from service.audio import SAMPLE_RATE, Windowing, load_audio, resampler
 from devtools.audio import encode, voice
 from service.errors import CLOSE_CODES
 from service.streaming import StreamError, StreamParams, Windower, decode_pcm
@@ -28,15 +28,16 @@ def pushed_in_chunks(w: Windower, x: np.ndarray, seed: int = 0) -> list:
 @pytest.mark.parametrize("seconds", [0.15, 0.7, 1.0, 1.2, 1.7, 2.3, 3.74, 5.0])
 def test_windows_of_a_stream_are_the_windows_of_the_clip(seconds, pad):
     x = voice(seconds, seed=1)
-    expected, starts = frame_windows(x, 1.0, 0.25, pad=pad)
-    got = pushed_in_chunks(Windower(SAMPLE_RATE, 1.0, 0.25, pad), x)
+    windowing = Windowing(1.0, 0.25, pad=pad)
+    expected, starts = windowing.windows(x)
+    got = pushed_in_chunks(Windower(SAMPLE_RATE, windowing), x)
     assert [w.start for w in got] == [round(s * SAMPLE_RATE) for s in starts]
     np.testing.assert_array_equal(np.stack([w.samples for w in got]), expected)
     assert got[-1].end == min(len(x), got[-1].start + SAMPLE_RATE)
 
 
 def test_a_stream_too_short_for_predict_has_no_window():
-    w = Windower(SAMPLE_RATE, 1.0, 0.25)
+    w = Windower(SAMPLE_RATE, Windowing(1.0, 0.25))
     assert w.push(voice(0.05)) == [] and w.finish() == [] and w.duration_s == pytest.approx(0.05)
 
 
@@ -45,20 +46,20 @@ def test_stream_resampling_matches_the_decoder():
     x = voice(2.5, sr=44_100, seed=2)
     wav = encode(x, 44_100, "WAV", "PCM_16")
     decoded = load_audio(wav)
-    w = Windower(44_100, 1.0, 0.5)
+    w = Windower(44_100, Windowing(1.0, 0.5))
     pcm = decode_pcm(sf.read(io.BytesIO(wav), dtype="int16")[0].astype("<i2").tobytes(), "pcm_s16le")
     windows = pushed_in_chunks(w, pcm, seed=3)
     assert w.samples == len(decoded)
-    expected, _ = frame_windows(decoded, 1.0, 0.5)
+    expected, _ = Windowing(1.0, 0.5).windows(decoded)
     np.testing.assert_array_equal(np.stack([v.samples for v in windows]), expected)
 
 
 def test_windower_holds_about_one_window():
-    w = Windower(SAMPLE_RATE, 1.0, 0.5)
+    w = Windower(SAMPLE_RATE, Windowing(1.0, 0.5))
     for i in range(100):
         w.push(voice(0.3, seed=i))
     assert w._hi - w._lo <= SAMPLE_RATE and len(w._buf) <= 4 * SAMPLE_RATE and w.duration_s == pytest.approx(30.0)
-    big = Windower(SAMPLE_RATE, 1.0, 0.5)
+    big = Windower(SAMPLE_RATE, Windowing(1.0, 0.5))
     assert len(big.push(voice(10.0))) == 19 and len(big._buf) <= 22 * SAMPLE_RATE   # one frame longer than the buffer
     assert resampler(SAMPLE_RATE) is None
 

