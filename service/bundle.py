@@ -50,9 +50,11 @@ class Bundle:
 
     def to_json(self) -> dict[str, Any]:
         """bundle.json's content: the windowing's keys at the top level, as bundles have always had them."""
-        d = asdict(self)
+        d = {}
+        for k, v in asdict(self).items():
+            d.update(v if k == "windowing" else {k: v})
         d.pop("path")
-        d.update(labels=list(self.labels), **d.pop("windowing"))
+        d["labels"] = list(self.labels)
         return d
 
 
