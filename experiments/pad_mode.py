@@ -67,7 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     gate = SpeechGate(intra_threads=1)
     student = load_bundle(args.student)
-    models = {f"student, pad {pad}": OnnxModel(dataclasses.replace(student, pad=pad), intra_threads=1)
+    models = {f"student, pad {pad}": OnnxModel(dataclasses.replace(
+        student, windowing=dataclasses.replace(student.windowing, pad=pad)), intra_threads=1)
               for pad in ("zero", "repeat")}
     models["teacher"] = OnnxModel(load_bundle(args.teacher), intra_threads=1)
     got, labels = {}, {}

@@ -29,7 +29,8 @@ def collect_examples(clip: Path) -> dict:
     """The service's real answers: /predict?top_k=3 and /predict/batch with the clip and a PNG,
     and /predict with 3 s of silence."""
     audio = clip.read_bytes()
-    with TestClient(create_app(Settings(intra_op_threads=1, inter_op_threads=1))) as c:
+    settings = Settings(intra_op_threads=1, inter_op_threads=1, allowed_hosts=["testserver"])   # TestClient's Host
+    with TestClient(create_app(settings)) as c:
         one = c.post("/predict", files={"file": (clip.name, audio, "audio/flac")})
         batch = c.post("/predict/batch", files=[("files", (clip.name, audio, "audio/flac")),
                                                 ("files", ("cover.png", PNG, "image/png"))])
