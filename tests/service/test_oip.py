@@ -23,6 +23,7 @@ from service.app import create_app
 from service.audio import load_audio
 from service.bundle import load_bundle
 from service.errors import ERRORS, ApiError, protocol_error_body
+from service.fallback import DEFAULT_THRESHOLD
 from service.oip import HEADER_LENGTH, parse_infer
 from service.settings import Settings
 from service.shipped import STUDENT
@@ -80,7 +81,7 @@ def test_server_and_model_health_and_metadata(served):
         assert {(t["name"], t["datatype"]) for t in meta["inputs"]} == {("audio", "BYTES"), ("waveform", "FP32")}
         assert [(t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]] == [
             ("probabilities", "FP32", [-1, -1]), ("label", "BYTES", [-1]), ("model", "BYTES", [-1])]
-    assert client.get_model_metadata("auto")["parameters"]["fallback_threshold"] == 0.2
+    assert client.get_model_metadata("auto")["parameters"]["fallback_threshold"] == DEFAULT_THRESHOLD
     assert not client.is_model_ready("foo123")
 
 
