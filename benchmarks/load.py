@@ -1,6 +1,6 @@
 """Load, saturation, soak and scaling of the service, side by side with a naive baseline.
 
-    python -m benchmarks.load compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16]
+    python -m benchmarks.load compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16] [--checkout DIR ...]
     python -m benchmarks.load saturate [--seconds 60] [--connections 64] [--retry-after]
     python -m benchmarks.load soak     [--minutes 10] [--share 0.7]
     python -m benchmarks.load grid     [--workers 1 2] [--threads 1 2] [--connections 8]
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import io
 import json
 import socket
@@ -30,7 +31,7 @@ import soundfile as sf
 
 from devtools.data import RAVDESS_CLIP
 from devtools.http import form, part, request_bytes
-from devtools.process import rss_mb
+from devtools.process import cpu_s, rss_mb
 from devtools.server import ser_serve, started
 from service.audio import SAMPLE_RATE, load_audio
 
@@ -66,12 +67,17 @@ class Run:
     latencies: list[float] = field(default_factory=list)   # seconds, accepted (200) requests
     codes: collections.Counter = field(default_factory=collections.Counter)
     seconds: float = 0.0
+    server_cpu_s: float | None = None   # CPU the server process used meanwhile, when it was measured
+    client_cpu_s: float | None = None   # and this process, the client
 
     def row(self) -> dict:
         ms = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
+        answers = max(1, sum(self.codes.values()))
+        cpu = {} if self.server_cpu_s is None else {"cpu_ms_per_request": round(self.server_cpu_s * 1000 / answers, 3),
+                                                    "client_cpu_ms_per_request": round(self.client_cpu_s * 1000 / answers, 3)}
         return {"ok_per_s": round(len(self.latencies) / self.seconds, 1),
                 "p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-                "p99_ms": round(float(np.percentile(ms, 99)), 1), "codes": dict(self.codes)}
+                "p99_ms": round(float(np.percentile(ms, 99)), 1), **cpu, "codes": dict(self.codes)}
 
 
 def read_response(s: socket.socket, buf: bytearray) -> tuple[int, bool]:
@@ -147,35 +153,57 @@ def load(port: int, request: bytes, connections: int, seconds: float, rate: floa
 TARGETS = {"student": "/predict?model=student", "teacher": "/predict/teacher", "auto": "/predict"}
 
 
+def measured(pid: int, port: int, request: bytes, connections: int, seconds: float) -> Run:
+    """`load`, with the CPU time the server process `pid` spent meanwhile: CPU ms per request is
+    steadier than requests/s on a machine that other jobs share."""
+    c0, client0 = cpu_s(pid), cpu_s()
+    run = load(port, request, connections, seconds)
+    run.server_cpu_s, run.client_cpu_s = cpu_s(pid) - c0, cpu_s() - client0
+    return run
+
+
 def compare(args) -> dict:
     wav = three_second_wav()
-    ours, base = args.port, args.port + 1
-    targets = {**{k: (ours, p) for k, p in TARGETS.items()}, "baseline (torch, naive)": (base, "/predict")}
+    naive = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(args.port + 1)]
+    # (name, command, port, working directory): this checkout, the naive baseline, then each --checkout
+    servers = [("", ser_serve(args.port), args.port, ROOT), ("baseline", naive, args.port + 1, ROOT),
+               *((f" ({d})", ser_serve(args.port + 2 + i), args.port + 2 + i, d) for i, d in enumerate(args.checkout))]
     table = {}
-    with serving(ser_serve(ours), ours), \
-            serving([sys.executable, "-m", "benchmarks.naive_server", "--port", str(base)], base):
-        for port, path in targets.values():   # warm-up
+    with contextlib.ExitStack() as stack:
+        targets = {}
+        for suffix, cmd, port, cwd in servers:
+            proc = stack.enter_context(started(cmd, port, env={"PYTHONPATH": str(cwd)}, cwd=cwd, timeout_s=180,
+                                               drain_s=30))
+            if suffix == "baseline":
+                targets["baseline (torch, naive)"] = (proc.pid, port, "/predict")
+            else:
+                targets.update({name + suffix: (proc.pid, port, TARGETS[name]) for name in args.targets})
+        for _, port, path in targets.values():   # warm-up
             load(port, multipart_request(path, port, wav), 1, 1.0)
         for c in args.concurrency:
             rounds = collections.defaultdict(list)
             for _ in range(args.rounds):   # rounds interleave the targets again: the median resists load bursts
-                for name, (port, path) in targets.items():
-                    rounds[name].append(load(port, multipart_request(path, port, wav), c, args.seconds).row())
+                for name, (pid, port, path) in targets.items():
+                    rounds[name].append(measured(pid, port, multipart_request(path, port, wav), c, args.seconds).row())
             for name, rows in rounds.items():
                 table[f"{name} @ {c}"] = {"target": name, "connections": c, **median_row(rows)}
                 print(json.dumps(table[f"{name} @ {c}"]), flush=True)
-    print("\n| target | connections | requests/s (median round) | p50 ms | p95 ms | p99 ms | requests/s per round |\n"
-          "|---|---|---|---|---|---|---|")
+    print("\n| target | connections | requests/s (median round) | p50 ms | p95 ms | p99 ms | server CPU ms per request "
+          "(median) | client CPU ms per request | requests/s per round |\n|---|---|---|---|---|---|---|---|---|")
     for r in table.values():
         print(f"| {r['target']} | {r['connections']} | {r['ok_per_s']} | {r['p50_ms']} | {r['p95_ms']} | "
-              f"{r['p99_ms']} | {' / '.join(map(str, r['rounds_ok_per_s']))} |")
+              f"{r['p99_ms']} | {r['median_cpu_ms_per_request']} | {r['median_client_cpu_ms_per_request']} | "
+              f"{' / '.join(map(str, r['rounds_ok_per_s']))} |")
     return table
 
 
 def median_row(rows: list[dict]) -> dict:
-    """The round with the median throughput (its own latencies with it), and every round's throughput."""
+    """The round with the median throughput (its own latencies with it), every round's
+    throughput, and the median of the rounds' CPU ms per request."""
     mid = sorted(rows, key=lambda r: r["ok_per_s"])[len(rows) // 2]
-    return {**mid, "rounds_ok_per_s": [r["ok_per_s"] for r in rows]}
+    return {**mid, "rounds_ok_per_s": [r["ok_per_s"] for r in rows],
+            **{f"median_{k}": float(np.median([r[k] for r in rows])) for k in ("cpu_ms_per_request",
+                                                                                "client_cpu_ms_per_request")}}
 
 
 def saturate(args) -> dict:
@@ -241,6 +269,11 @@ def main() -> None:
     sub.choices["compare"].add_argument("--seconds", type=float, default=4)
     sub.choices["compare"].add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     sub.choices["compare"].add_argument("--rounds", type=int, default=3)
+    sub.choices["compare"].add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS),
+                                        help="the service's routes to measure (the baseline always runs)")
+    sub.choices["compare"].add_argument("--checkout", type=Path, nargs="*", default=[],
+                                        help="also measure `ser serve` of these checkouts (code and models/), "
+                                             "e.g. a `git worktree` of the code before a change")
     sub.choices["saturate"].add_argument("--seconds", type=float, default=60)
     sub.choices["saturate"].add_argument("--connections", type=int, default=64)
     sub.choices["saturate"].add_argument("--retry-after", action="store_true", help="clients wait 1 s after a 503")

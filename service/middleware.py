@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
 import time
-import uuid
 
 from starlette.routing import Match
 
@@ -25,6 +25,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")   # a client's id is echoed o
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 NOT_FOUND = "not_found"   # the route label of every path that matches no route
 MODEL_PATHS = ("/predict", "/v2/models/")   # where a POST runs a model: refused early under overload
+READ_HEADERS = frozenset({b"x-request-id", b"content-length", b"transfer-encoding"})   # the request headers read here
 
 
 class RequestContext:
@@ -34,15 +35,18 @@ class RequestContext:
         self.app, self.metrics, self.limit, self.timeout_s = app, metrics, max_upload_bytes, upload_timeout_s
         self.limiter, self.uploads, self.hosts = limiter, uploads, hosts or HostAllowList(["*"])
         self.routes = routes or []   # to name the route of a request refused before routing
+        self._latency = {}   # (route, method, status) -> its histogram series: labels() costs a lock and a lookup
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" and (refusal := self.hosts.refusal(scope)):
             return await self._refuse_handshake(scope, send, refusal)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+                   if k.lower() in READ_HEADERS}
         rid = headers.get("x-request-id", "")
-        rid = rid if REQUEST_ID.match(rid) else uuid.uuid4().hex
+        # A random 128-bit id, as uuid4().hex, without a system call per request
+        rid = rid if REQUEST_ID.match(rid) else f"{random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = rid
         status, t0 = 500, time.perf_counter()
 
@@ -153,12 +157,17 @@ class RequestContext:
     def _record(self, scope, status: int, seconds: float, rid: str) -> None:
         route, method = self._route(scope), scope["method"]
         method_label = method if method in METHODS else "other"
-        self.metrics.request_latency.labels(route=route, method=method_label, status=str(status)).observe(seconds)
+        key = (route, method_label, status)   # bounded: routes and methods are fixed sets, statuses a few dozen
+        if (series := self._latency.get(key)) is None:
+            series = self._latency[key] = self.metrics.request_latency.labels(
+                route=route, method=method_label, status=str(status))
+        series.observe(seconds)
         code = scope["state"].get("error_code")
         if code:
             self.metrics.errors.labels(code=code if code in ERRORS else "other").inc()
-        access_log.info(json.dumps({
-            "request_id": rid, "method": method[:32], "path": scope["path"][:512], "route": route,
-            "status": status, "duration_ms": round(seconds * 1000, 3), "error": code,
-            "client": (scope.get("client") or ["", 0])[0],
-        }))
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(json.dumps({
+                "request_id": rid, "method": method[:32], "path": scope["path"][:512], "route": route,
+                "status": status, "duration_ms": round(seconds * 1000, 3), "error": code,
+                "client": (scope.get("client") or ["", 0])[0],
+            }))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from starlette.concurrency import run_in_threadpool
 
 from service.answer import Answer, ModelChoice, Models
 from service.bundle import load_bundle
@@ -32,6 +32,9 @@ class Limiter:
         self._sem = asyncio.Semaphore(concurrency)
         self._max_queue = max_queue
         self._waiting = 0
+        # A thread per slot, for inference alone: cheaper to hand work to than anyio's pool, which
+        # FastAPI and starlette share, so inference never waits there behind other work.
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ser-inference")
 
     def full(self) -> bool:
         return self._sem.locked() and self._waiting >= self._max_queue
@@ -48,10 +51,16 @@ class Limiter:
             await self._sem.acquire()
         finally:
             self._waiting -= 1
+        work = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         try:
-            return await run_in_threadpool(fn, *args)
+            return await asyncio.shield(work)
         finally:
-            self._sem.release()
+            # A request cancelled meanwhile (its client left) keeps its slot until the work is
+            # done: the slots bound the inferences that run, not the requests that wait for them.
+            if work.done():
+                self._sem.release()
+            else:
+                work.add_done_callback(lambda _: self._sem.release())
 
 
 class UploadBudget:

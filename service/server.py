@@ -72,6 +72,11 @@ class Server(uvicorn.Server):
 
 def serve(settings: Settings, host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The lines are the message alone: no record needs the caller's frame, thread, process or
+    # task, which logging would otherwise look up for every request's line (the logging HOWTO's
+    # "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = logging.logAsyncioTasks = False
     app = create_app(settings)
     # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
     # line from `ser`, not a traceback from inside uvicorn's lifespan handling.

@@ -38,8 +38,7 @@ class Settings(BaseSettings):
     speech_gate: bool = True
     max_upload_bytes: int = Field(10_000_000, ge=1_000)
     upload_timeout_s: float = Field(30.0, gt=0, le=3600)   # the whole body must arrive within this
-    # All request bodies held at once (arriving, queued, decoding); beyond it 503. Size /tmp to it:
-    # multipart parts over 1 MB are spooled there.
+    # All request bodies held at once (arriving, queued, decoding), in memory; beyond it 503.
     max_inflight_bytes: int = Field(64_000_000, ge=1_000)
     max_duration_s: float = Field(60.0, gt=0.1, le=3600)
     max_batch_files: int = Field(16, ge=1, le=256)

@@ -10,7 +10,7 @@ from service.audio import AudioError
 from service.deps import RuntimeDep
 from service.errors import ApiError, error_responses
 from service.runtime import ModelChoice
-from service.schemas import BatchItem, BatchResponse, PredictResponse, to_response
+from service.schemas import AnswerJSON, BatchItem, BatchResponse, PredictResponse, answer_fields, to_response
 from service.upload import read_uploads
 
 # The app adds the API key dependency when SER_API_KEY is set (service/app.py).
@@ -61,15 +61,15 @@ def declare_labels(openapi: dict, labels: tuple[str, ...]) -> dict:
 
 
 async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool,
-                       labels: str | None):
+                       labels: str | None) -> AnswerJSON:
     subset = runtime.label_set(labels)
     [(_, data)] = await read_uploads(request, ("file",), max_files=1)
-    return to_response(await runtime.answer(data, choice, subset), top_k=top_k, segments=segments)
+    return AnswerJSON(answer_fields(await runtime.answer(data, choice, subset), top_k=top_k, segments=segments))
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
 async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
-                  top_k: TopK = 3, segments: Segments = False, labels: Labels = None) -> PredictResponse:
+                  top_k: TopK = 3, segments: Segments = False, labels: Labels = None) -> AnswerJSON:
     """Emotion of one clip. `model=auto`: the student answers, and the teacher when the
     student's calibrated confidence is below SER_FALLBACK_THRESHOLD. A clip without speech is
     answered `"no_speech": true` with a null `label`.
@@ -81,7 +81,7 @@ async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "a
 
 @router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
 async def predict_teacher(request: Request, runtime: RuntimeDep, top_k: TopK = 3, segments: Segments = False,
-                          labels: Labels = None) -> PredictResponse:
+                          labels: Labels = None) -> AnswerJSON:
     """Emotion of one clip from the teacher alone (slower, more accurate); 503
     `teacher_unavailable` when the service runs student-only.
 

@@ -2,35 +2,77 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import starlette.concurrency
 
-from service.audio import fill
 from devtools.audio import wav_bytes
+from devtools.http import BOUNDARY, form, part
+from service.audio import fill
+from service.errors import ApiError
+from service.runtime import Runtime
+from service.schemas import PredictResponse
+from service.upload import form_parts
 from tests.support.client import client_for
 
 
 def test_a_prediction_takes_one_trip_to_a_worker_thread(student_bundle, monkeypatch):
-    """The decode and the model run in a worker thread; nothing else of a request should
-    (a plain `def` dependency would cost a thread hop of its own)."""
-    hops = []
-    real = starlette.concurrency.run_in_threadpool
+    """The decode and the model run in one of the limiter's inference threads; nothing else of a
+    request leaves the event loop (a plain `def` dependency would cost a hop through starlette's pool)."""
+    hops, answered_in = [], []
+    real_hop, real_answer = starlette.concurrency.run_in_threadpool, Runtime._answer
 
     async def counting(fn, *args, **kwargs):
         hops.append(getattr(fn, "__name__", repr(fn)))
-        return await real(fn, *args, **kwargs)
+        return await real_hop(fn, *args, **kwargs)
 
-    for module in ("starlette.concurrency", "fastapi.dependencies.utils", "fastapi.routing", "service.runtime"):
+    def answer(self, *args):
+        answered_in.append(threading.current_thread().name)
+        return real_answer(self, *args)
+
+    for module in ("starlette.concurrency", "fastapi.dependencies.utils", "fastapi.routing"):
         monkeypatch.setattr(f"{module}.run_in_threadpool", counting, raising=False)
+    monkeypatch.setattr(Runtime, "_answer", answer)
     with client_for(student_bundle, api_key="k" * 32) as c:
         hops.clear()
         r = c.post("/predict", content=wav_bytes(1.0), headers={"content-type": "audio/wav", "x-api-key": "k" * 32})
     assert r.status_code == 200, r.text
-    assert hops == ["_answer"], hops
+    assert hops == [], hops
+    assert len(answered_in) == 1 and answered_in[0].startswith("ser-inference"), answered_in
 
 
 @pytest.mark.parametrize("length", [0, 1, 999, 1000])
 def test_zero_fill_is_np_pad(length):
     x = np.random.default_rng(0).standard_normal(length).astype(np.float32)
     np.testing.assert_array_equal(fill(x, 1000), np.pad(x, (0, 1000 - length)).astype(np.float32))
+
+
+@pytest.mark.parametrize("query", ["model=student", "model=student&segments=true&top_k=6&labels=angry,sad,neutral"])
+def test_the_answer_written_without_the_model_is_the_models_json(student_bundle, query):
+    """/predict writes its answer straight to JSON, not through PredictResponse: the same fields,
+    in the same order, with the values the model would give them."""
+    with client_for(student_bundle) as c:
+        r = c.post(f"/predict?{query}", files={"file": ("a.wav", wav_bytes(4.5), "audio/wav")})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert list(body) == list(PredictResponse.model_fields)
+    assert PredictResponse.model_validate(body).model_dump(mode="json") == body
+
+
+def test_form_parts_in_form_order_with_text_parts_and_limits():
+    body = form(part("note", b"hello", None, ""), part("file", b"RIFF", "a.wav"), part("file", b"\x00\x01", b"\xff.wav")).body
+    ctype = f"multipart/form-data; boundary={BOUNDARY}"
+    assert form_parts(body, ctype, max_files=2, max_fields=1) == [
+        ("note", None, b"hello"), ("file", "a.wav", b"RIFF"), ("file", "\xff.wav", b"\x00\x01")]
+    for limits, message in [(dict(max_files=1, max_fields=1), "more than 1 files"),
+                            (dict(max_files=2, max_fields=0), "Too many fields")]:
+        with pytest.raises(ApiError, match=message) as e:
+            form_parts(body, ctype, **limits)
+        assert e.value.code == "invalid_request"
+    unterminated = form(part("file", b"RIFF", "a.wav"), close=False).body
+    assert form_parts(unterminated, ctype, max_files=1, max_fields=1) == []   # as starlette: no complete part
+    with pytest.raises(ApiError, match="Missing boundary"):
+        form_parts(body, "multipart/form-data", max_files=2, max_fields=1)
