@@ -9,7 +9,9 @@ Every mode starts its own servers on 127.0.0.1 (`ser serve`, or uvicorn with --w
 the grid; the naive PyTorch baseline of benchmarks/naive_server.py for `compare`), sends a
 3 s WAV of real speech as a multipart upload over keep-alive connections from a lean
 raw-socket client, and stops them afterwards. `compare` interleaves the targets at each
-concurrency, so drift in machine load hits them alike. Bounded: every point runs --seconds.
+concurrency, so drift in machine load hits them alike, and reports each server's CPU ms per
+request beside its requests/s; --checkout adds `ser serve` of other checkouts (the code before
+a change) as further targets. Bounded: every point runs --seconds.
 """
 
 from __future__ import annotations

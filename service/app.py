@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.load()   # a missing or corrupt bundle stops start-up here, with its path in the error
         yield
         app.state.streams.close()
+        runtime.limiter.close()
 
     # /docs and /redoc with their JS and CSS served from the installed package, not a CDN:
     # they work offline and in closed networks.

@@ -34,10 +34,17 @@ class Limiter:
         self._waiting = 0
         # A thread per slot, for inference alone: cheaper to hand work to than anyio's pool, which
         # FastAPI and starlette share, so inference never waits there behind other work.
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="ser-inference")
+        self._threads, self._pool = concurrency, None
 
     def full(self) -> bool:
         return self._sem.locked() and self._waiting >= self._max_queue
+
+    def close(self) -> None:
+        """Let the inference threads end once idle (the app's shutdown, after the drain); a
+        later run starts new ones."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     @staticmethod
     def refusal() -> ApiError:
@@ -51,6 +58,7 @@ class Limiter:
             await self._sem.acquire()
         finally:
             self._waiting -= 1
+        self._pool = self._pool or ThreadPoolExecutor(self._threads, thread_name_prefix="ser-inference")
         work = asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         try:
             return await asyncio.shield(work)

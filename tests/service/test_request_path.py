@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 
 import numpy as np
@@ -12,7 +14,7 @@ from devtools.audio import wav_bytes
 from devtools.http import BOUNDARY, form, part
 from service.audio import fill
 from service.errors import ApiError
-from service.runtime import Runtime
+from service.runtime import Limiter, Runtime
 from service.schemas import PredictResponse
 from service.upload import form_parts
 from tests.support.client import client_for
@@ -76,3 +78,25 @@ def test_form_parts_in_form_order_with_text_parts_and_limits():
     assert form_parts(unterminated, ctype, max_files=1, max_fields=1) == []   # as starlette: no complete part
     with pytest.raises(ApiError, match="Missing boundary"):
         form_parts(body, "multipart/form-data", max_files=2, max_fields=1)
+
+
+def test_a_cancelled_request_keeps_its_slot_until_its_work_is_done():
+    async def scenario():
+        limiter, release = Limiter(concurrency=1, max_queue=0), threading.Event()
+        task = asyncio.create_task(limiter.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        task.cancel()   # the client left; its inference cannot be stopped
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert limiter.full()
+        release.set()
+        for _ in range(200):
+            if not limiter.full():
+                break
+            await asyncio.sleep(0.01)
+        assert not limiter.full()
+        limiter.close()
+        assert await limiter.run(lambda: 7) == 7   # a run after close starts new threads
+        limiter.close()
+
+    asyncio.run(scenario())
