@@ -2,7 +2,7 @@
 and the fallback threshold on speakers the models never heard.
 
     python -m experiments.fold_students --run /work/runs-distill/mc --config configs/multicorpus-fast.json \
-        --epochs 20 [--folds 0 1 2 3] [--name student_kd]
+        --epochs 20 [--folds 0 1 2 3] [--name student_kd] [--feature-kd 1.0]
 
 The pipeline's k speaker folds (kfold_by_corpus, its seed) in the pipeline's layout: per fold, the
 teacher head on the cached encoder statistics (RUN/encoder_stats), then the distilled student
@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--soft-labels", choices=("fold", "oof"), default="fold",
                     help="fold: the fold teacher's (today's recipe); oof: each training clip's from a head "
                          "that never heard its speaker (nested folds inside the fold's training speakers)")
+    ap.add_argument("--feature-kd", type=float,
+                    help="the student's feature_kd (feature distillation from the fold teacher's head)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     conf = read_config(args.config)
@@ -99,6 +101,7 @@ def main() -> None:
         speakers = {r.speaker for r in parts["train"]}
         teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone)
         scfg = replace(cfg.student, alpha=cfg.alpha)
+        scfg = replace(scfg, feature_kd=args.feature_kd) if args.feature_kd is not None else scfg
         out = fold / args.name
         fold_transfer = [r for r in transfer if r.speaker in speakers]
         if not (out / "history.json").exists() and args.soft_labels == "fold":

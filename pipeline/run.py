@@ -31,7 +31,7 @@ import numpy as np
 
 from export.bundles import export_fold_bundles
 from pipeline.report import write_final, write_summary
-from pipeline.teachers import soft_labels, train_teacher_stage
+from pipeline.teachers import soft_labels, teacher_features, train_teacher_stage
 from training.data import load_clips
 from training.config import from_dict
 from training.frozen_teacher import HeadConfig, balance_weights
@@ -175,13 +175,16 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
 def train_student_stage(fold: Path, name: str, cfg: StudentConfig, parts: dict, transfer: list[Utterance],
                         clips: dict, pcfg: PipelineConfig, teacher_dir: Path) -> None:
     """A student alone (alpha = 1) or distilled from the fold teacher's soft labels, which also
-    cover the unlabeled transfer clips; sampled balanced over corpus x class when configured."""
+    cover the unlabeled transfer clips, and from its features when cfg.feature_kd > 0; sampled
+    balanced over corpus x class when configured."""
     train = parts["train"] + list(transfer)
     logits = soft_labels(fold, teacher_dir, train, clips) if cfg.alpha < 1 else None
+    feats = teacher_features(fold, teacher_dir, train, clips) if cfg.feature_kd > 0 else None
     weights = balance_weights(train, pcfg.balanced) * np.array([pcfg.weight(r.corpus) for r in train])
     train_student(cfg, ([clips[r.id] for r in train], [r.label for r in train]),
                   ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), fold / name,
-                  teacher_logits=logits, weights=weights, ids=[r.id for r in train], views_root=fold.parent / "views")
+                  teacher_logits=logits, weights=weights, ids=[r.id for r in train], views_root=fold.parent / "views",
+                  teacher_features=feats)
     (fold / name / "transfer.json").write_text(json.dumps({"clips": len(transfer)}))
 
 

@@ -7,7 +7,8 @@ Two teacher recipes (PipelineConfig.teacher_kind):
 - "finetune": the whole encoder fine-tuned (training.train_teacher), minutes to an hour a fold.
 
 Soft labels are the teacher's logits per training clip (labeled and transfer clips alike), the
-mean over the clip's windows as the teacher serves them; computed once per clip and teacher.
+mean over the clip's windows as the teacher serves them; computed once per clip and teacher. A
+frozen teacher also gives its head's hidden activation per clip, for feature distillation.
 """
 
 from __future__ import annotations
@@ -60,15 +61,29 @@ def encoder_stats(run: Path, backbone: Path, records: list[Utterance], clips: di
 def soft_labels(fold: Path, teacher_dir: Path, records: list[Utterance], clips: dict) -> np.ndarray:
     """(N, C) teacher logits per record (the mean over its served windows), cached per teacher."""
     if read_kind(teacher_dir) == "frozen":
-        from training.frozen_teacher import head_meta, load_head
-
-        head = load_head(teacher_dir)
-        backbone = Path(head_meta(teacher_dir)["backbone"])
-        feats = encoder_stats(fold.parent, backbone, records, clips)
-        with torch.no_grad():
-            return np.stack([head(torch.from_numpy(feats[r.id].astype(np.float32))).mean(dim=0).numpy()
-                             for r in records]).astype(np.float32)
+        return _frozen_head_means(fold, teacher_dir, records, clips, lambda head: head)
     return _cached_logits(teacher_dir, records, clips, fold / "teacher_logits")
+
+
+def teacher_features(fold: Path, teacher_dir: Path, records: list[Utterance], clips: dict) -> np.ndarray:
+    """(N, H) per record: the frozen teacher head's hidden activation (what its classifier reads),
+    the mean over the record's served windows; the targets of the student's feature distillation."""
+    if read_kind(teacher_dir) != "frozen":
+        raise ValueError(f"feature distillation needs a frozen teacher, {teacher_dir} is {read_kind(teacher_dir)!r}")
+    return _frozen_head_means(fold, teacher_dir, records, clips, lambda head: head.hidden)
+
+
+@torch.no_grad()
+def _frozen_head_means(fold: Path, teacher_dir: Path, records: list[Utterance], clips: dict, output) -> np.ndarray:
+    """output(head) applied to each record's cached window statistics, averaged over the windows."""
+    from training.frozen_teacher import head_meta, load_head
+
+    head = load_head(teacher_dir)
+    backbone = Path(head_meta(teacher_dir)["backbone"])
+    feats = encoder_stats(fold.parent, backbone, records, clips)
+    fn = output(head)
+    return np.stack([fn(torch.from_numpy(feats[r.id].astype(np.float32))).mean(dim=0).numpy()
+                     for r in records]).astype(np.float32)
 
 
 @torch.no_grad()

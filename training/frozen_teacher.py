@@ -98,10 +98,15 @@ class StatsHead(nn.Module):
                     else nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(dim, n_classes)))
 
     def forward(self, stats: torch.Tensor) -> torch.Tensor:
+        return self.mlp[-1](self.hidden(stats))
+
+    def hidden(self, stats: torch.Tensor) -> torch.Tensor:
+        """(B, L + 1, 2 D) -> (B, H): what the last linear layer reads (the MLP's hidden activation,
+        or the mixed layers for a linear head); the target of the student's feature distillation."""
         z = (stats - self.mean) / self.std
         w = F.softmax(self.layer_logits, dim=0)
         mixed = (z * w[:, None]).flatten(1) * self.n_states if self.concat else (z * w[:, None]).sum(dim=1)
-        return self.mlp(mixed)
+        return self.mlp[:-1](mixed)
 
     def layer_weights(self) -> list[float]:
         return F.softmax(self.layer_logits.detach(), dim=0).tolist()

@@ -114,6 +114,15 @@ class LiteCNN(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """(B, S) float32 16 kHz waveform -> (B, n_classes) logits."""
+        return self.head(self.features(wav))
+
+    @property
+    def feature_dim(self) -> int:
+        return 2 * self.cfg.bottleneck
+
+    def features(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, S) waveform -> (B, 2 C) pooled features, what the head reads (feature distillation
+        regresses the teacher's representation from them in training)."""
         # Per-window normalisation inside the graph: loudness and DC offset of the
         # recording must not decide the emotion (a corpus recorded louder reads "angry").
         wav = wav - wav.mean(dim=1, keepdim=True)
@@ -123,8 +132,7 @@ class LiteCNN(nn.Module):
             cfg = self.cfg
             x = spec_augment(x, cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width)
         x = self.bottleneck(self.blocks(x))                           # (B, C, T')
-        pooled = torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)     # (B, 2C) average + max over time
-        return self.head(pooled)
+        return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)      # (B, 2C) average + max over time
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,6 +1,9 @@
 """Train LiteCNN alone (alpha=1) or distilled from cached teacher logits (alpha<1).
 
 Loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T))
+       + feature_kd * (1 - cos(P(student features), teacher features))
+The last term (feature distillation, off by default) regresses the teacher's per-clip representation
+from the student's pooled features through a linear projection P that lives only in training.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -38,6 +42,7 @@ class StudentConfig:
     weight_decay: float = 1e-2
     alpha: float = 1.0            # weight of the hard-label CE; 1.0 = no distillation
     temperature: float = 2.0      # KD softening temperature T
+    feature_kd: float = 0.0       # weight of the feature-distillation term; 0 = off (needs teacher_features)
     augment: bool = True
     speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
     degrade_p: float = 0.0        # fraction of crops degraded like users' audio (training.data.Augment)
@@ -75,16 +80,28 @@ def kd_loss(logits: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor, alpha:
     return alpha * ce + (1 - alpha) * T * T * kl
 
 
+def feature_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cosine distance between (B, H) projected student features and (B, H) teacher targets."""
+    return (1 - F.cosine_similarity(projected, target, dim=1)).mean()
+
+
+def standardise(feats: np.ndarray) -> np.ndarray:
+    """(N, H) teacher features z-scored per dimension over the training clips: ReLU activations share
+    a large positive mean, and a cosine on them would reward matching that instead of what differs."""
+    return ((feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-5)).astype(np.float32)
+
+
 def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val: tuple[list, list[str]],
                   out_dir: str | Path, *, teacher_logits: np.ndarray | None = None,
                   weights: np.ndarray | None = None, ids: list[str] | None = None,
-                  views_root: Path | None = None) -> LiteCNN:
+                  views_root: Path | None = None, teacher_features: np.ndarray | None = None) -> LiteCNN:
     """Train on (clips, labels); keep the checkpoint with the best validation UA.
 
     Clips are decoded 16 kHz float32 arrays (training.data.load_clips), trimmed here when
     cfg.windowing says so, as the service trims; a label None marks an unlabeled clip, which
     teaches through its soft label only.
-    teacher_logits: (N, C) per example. weights: how often each example is drawn (an epoch
+    teacher_logits: (N, C) per example. teacher_features: (N, H) per example, the targets of
+    feature distillation (cfg.feature_kd > 0). weights: how often each example is drawn (an epoch
     draws N crops with replacement; None: each example once per epoch, shuffled).
     ids, views_root: the clips' stable ids and the folder of cached views (cfg.views > 0).
     Writes out_dir/{student.pt, config.json, history.json}; out_dir/last.pt holds the state
@@ -98,15 +115,23 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     if cfg.alpha < 1.0 and teacher_logits is None:
         raise ValueError("alpha < 1 (distillation) needs teacher_logits")
     train = ([cfg.windowing.trimmed(x) for x in train[0]], train[1])   # views, not copies
+    n_classes = cfg.model.n_classes
+    soft = teacher_logits
+    if cfg.feature_kd > 0:
+        if teacher_features is None:
+            raise ValueError("feature_kd > 0 needs teacher_features")
+        # the datasets carry one target row per clip: the teacher's logits, then its features
+        logits = teacher_logits if teacher_logits is not None else np.zeros((len(train[0]), n_classes), np.float32)
+        soft = np.concatenate([logits, standardise(teacher_features)], axis=1).astype(np.float32)
     augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
     augment = augment if cfg.augment else None
     if cfg.views:
         if ids is None or views_root is None:
             raise ValueError("views > 0 needs the clips' ids and a views_root folder")
         views = render_views(train[0], ids, cfg.windowing, augment, cfg.seed, cfg.views, views_root)
-        ds = ViewDataset(views, train[1], soft=teacher_logits, seed=cfg.seed)
+        ds = ViewDataset(views, train[1], soft=soft, seed=cfg.seed)
     else:
-        ds = CropDataset(train[0], train[1], cfg.windowing, soft=teacher_logits, augment=augment, seed=cfg.seed)
+        ds = CropDataset(train[0], train[1], cfg.windowing, soft=soft, augment=augment, seed=cfg.seed)
     gen = torch.Generator()
     sampler = None if weights is None else WeightedRandomSampler(weights, len(ds), generator=gen)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one
@@ -114,7 +139,9 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
                         drop_last=len(ds) > cfg.batch_size, generator=gen)
     weight = class_weights([lab for lab in train[1] if lab]) if cfg.balanced else None
     model = LiteCNN(cfg.model)
-    opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader))
+    # trained with the student, never exported: student.pt holds the model alone
+    projection = nn.Linear(model.feature_dim, teacher_features.shape[1]) if cfg.feature_kd > 0 else None
+    opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader), extra=projection)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history, start = -1.0, [], 0
     last = out / "last.pt"
@@ -122,6 +149,8 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
         state = torch.load(last, map_location="cpu", weights_only=False)
         if state["config"] == asdict(cfg):
             model.load_state_dict(state["model"])
+            if projection is not None:
+                projection.load_state_dict(state["projection"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             best, history, start = state["best"], state["history"], state["epoch"] + 1
@@ -133,8 +162,11 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
         torch.manual_seed(cfg.seed * 100_003 + epoch)   # dropout and SpecAugment masks too
         model.train()
         t0, losses = time.time(), []
-        for x, y, soft in loader:
-            loss = kd_loss(model(x), y, soft, cfg.alpha, cfg.temperature, weight)
+        for x, y, target in loader:
+            feats = model.features(x)                                # (B, 2C)
+            loss = kd_loss(model.head(feats), y, target[:, :n_classes], cfg.alpha, cfg.temperature, weight)
+            if projection is not None:
+                loss = loss + cfg.feature_kd * feature_loss(projection(feats), target[:, n_classes:])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -150,18 +182,20 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
             torch.save({"config": asdict(cfg), "state_dict": model.state_dict(), "epoch": epoch, "val_ua": best},
                        out / "student.pt")
         torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history},
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
+                    "projection": projection.state_dict() if projection is not None else None},
                    out / "last.tmp")
         (out / "last.tmp").replace(last)   # never a half-written checkpoint
     (out / "history.json").write_text(json.dumps(history, indent=2))
     return load_student(out / "student.pt")[0]
 
 
-def _optimizer(model: LiteCNN, cfg: StudentConfig, steps: int):
+def _optimizer(model: LiteCNN, cfg: StudentConfig, steps: int, extra: nn.Module | None = None):
     """AdamW with a one-cycle schedule (warm-up, then cosine decay); the filterbank may get a
-    smaller learning rate than the rest."""
+    smaller learning rate than the rest (which includes `extra`, a training-only module)."""
     front = list(model.frontend.parameters())
     rest = [p for p in model.parameters() if all(p is not f for f in front)]
+    rest += list(extra.parameters()) if extra is not None else []
     lrs = [cfg.lr * cfg.frontend_lr_scale, cfg.lr]
     opt = torch.optim.AdamW([{"params": front, "lr": lrs[0]}, {"params": rest, "lr": lrs[1]}],
                             weight_decay=cfg.weight_decay)
