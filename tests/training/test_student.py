@@ -159,3 +159,44 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert all(torch.equal(last[0][k], last[1][k]) for k in last[0])   # and the last epoch's
     history = json.loads((tmp_path / "stopped" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
+
+
+def test_feature_distillation_trains_a_projection_that_is_never_exported(tmp_path):
+    """feature_kd > 0: a training-only projection of the pooled features learns the teacher's
+    per-clip features (the cosine distance falls); student.pt and the ONNX graph are a plain LiteCNN's."""
+    import onnx
+
+    from export.onnx_export import export_onnx
+    from training.train_student import feature_loss, standardise
+
+    t = np.arange(24_000) / 16_000
+    # a tone whose pitch the student can hear, and a teacher feature vector, per class
+    clips = [voice(1.5, seed=i) + 0.2 * np.sin(2 * np.pi * 300 * (1 + i % 6) * t).astype(np.float32) for i in range(12)]
+    labels = [LABELS[i % len(LABELS)] for i in range(12)]
+    rng = np.random.default_rng(0)
+    targets = (rng.normal(size=(6, 8))[np.arange(12) % 6] + 0.1 * rng.normal(size=(12, 8))).astype(np.float32)
+    cfg = StudentConfig.from_dict({"epochs": 20, "batch_size": 4, "window_s": 1.0, "threads": 1, "feature_kd": 1.0,
+                                   "augment": False, "lr": 1e-2,
+                                   "model": {"channels": [16, 16], "bottleneck": 16, "hidden": 16}})
+    with pytest.raises(ValueError, match="teacher_features"):
+        train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / "none")
+    model = train_student(cfg, (clips, labels), (clips[:6], labels[:6]), tmp_path / "fkd", teacher_features=targets)
+
+    x = torch.from_numpy(np.stack([c[:16_000] for c in clips]))
+    y = torch.from_numpy(standardise(targets))
+    last = torch.load(tmp_path / "fkd" / "last.pt", weights_only=False)
+    trained, fresh = LiteCNN(cfg.model), LiteCNN(cfg.model)
+    trained.load_state_dict(last["model"])
+    proj = torch.nn.Linear(trained.feature_dim, 8)
+    with torch.no_grad():
+        before = feature_loss(proj(fresh.eval().features(x)), y)
+        proj.load_state_dict(last["projection"])
+        after = feature_loss(proj(trained.eval().features(x)), y)
+    assert after < 0.8 * before, (before, after)
+
+    assert torch.load(tmp_path / "fkd" / "student.pt", weights_only=True)["state_dict"].keys() == fresh.state_dict().keys()
+    graphs = [onnx.load(str(export_onnx(m.eval(), tmp_path / f"{name}.onnx", window_s=1.0))).graph
+              for name, m in (("fkd", model), ("plain", fresh))]
+    io = [[(v.name, str(v.type)) for v in [*g.input, *g.output]] for g in graphs]
+    ops = [[n.op_type for n in g.node if n.op_type not in ("Identity", "Constant")] for g in graphs]
+    assert io[0] == io[1] and ops[0] == ops[1]
