@@ -55,23 +55,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from service.answer import speech_fields
+    from service.answer import Models
     from service.audio import AudioError, load_audio
     from service.bundle import load_bundle
     from service.errors import error_body
-    from service.inference import OnnxModel, rounded
+    from service.inference import OnnxModel
+    from service.schemas import answer_fields
     from service.speech import SpeechGate
 
     settings = settings_from(args)
-    model = OnnxModel(load_bundle(settings.student_folder()), intra_threads=settings.intra_op_threads)
-    gate = SpeechGate(intra_threads=settings.intra_op_threads) if settings.speech_gate else None
+    threads = settings.intra_op_threads
+    student = OnnxModel(load_bundle(settings.student_folder()), intra_threads=threads)
+    gate = SpeechGate(intra_threads=threads) if settings.speech_gate else None
+    models = Models(student, None, settings.fallback_threshold, gate)
     status = 0
     for f in args.files:
-        try:
-            p = model.predict(load_audio(Path(f)), gate=gate)
-            print(json.dumps({"file": f, "label": p.label, "confidence": None if p.no_speech else rounded(p.confidence),
-                              "probabilities": {k: rounded(v) for k, v in p.probabilities.items()},
-                              **speech_fields(p.no_speech, p.speech_share)}))
+        try:   # the line /predict answers, with the file's name
+            answer = models.answer(load_audio(Path(f)), "student", max_duration_s=None)
+            print(json.dumps({"file": f, **answer_fields(answer, top_k=3, segments=False)}))
         except (AudioError, OSError) as e:   # the API's error form; a file that cannot be opened as `ser score` says it
             code = e.code if isinstance(e, AudioError) else "unreadable_file"
             print(json.dumps({"file": f, **error_body(code, str(e))}))
