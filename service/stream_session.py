@@ -45,8 +45,7 @@ class ClientLeft(Exception):
 class Pending:
     window: Window
     arrived: float                 # perf_counter() when its last sample arrived
-    probs: asyncio.Future
-    speech: asyncio.Future | None   # the gate's answer: the window holds speech; None without a gate
+    probs: asyncio.Future | None   # the model's answer; None for a window without speech (never run)
 
 
 class MinimumRate:
@@ -151,10 +150,12 @@ class Session:
                 await self._submit(w, arrived)
 
     async def _submit(self, w: Window, arrived: float) -> None:
-        # The gate reads only the window's real audio, as /predict's does, in a worker thread.
-        speech = (asyncio.get_running_loop().run_in_executor(None, self.gate.holds_speech, w.samples[:w.end - w.start])
-                  if self.gate else None)
-        await self.in_flight.put(Pending(w, arrived, await self.batcher.probs(w.samples), speech))
+        # The gate reads only the window's real audio, as /predict's does, in a worker thread;
+        # a window without speech is not run through the model, as on /predict.
+        if self.gate and not await asyncio.get_running_loop().run_in_executor(
+                None, self.gate.holds_speech, w.samples[:w.end - w.start]):
+            return await self.in_flight.put(Pending(w, arrived, None))
+        await self.in_flight.put(Pending(w, arrived, await self.batcher.probs(w.samples)))
 
     def _restrict(self, probs: np.ndarray, model: OnnxModel) -> np.ndarray:
         """The caller's labels (service.labels), before the fallback rule looks at the confidence."""
@@ -162,11 +163,12 @@ class Session:
 
     async def _collect(self) -> None:
         while (p := await self.in_flight.get()) is not None:
-            probs, model = self._restrict(await p.probs, self.model), self.model
+            model = self.model
             self.windows += 1
-            if p.speech is not None and not await p.speech:   # no speech: answered as such, and not counted
+            if p.probs is None:   # no speech: answered as such, and not counted
                 await self._post((self._event(p.window, None, model, False), p.arrived, model.bundle.role))
                 continue
+            probs = self._restrict(await p.probs, model)
             fell_back = self.fallback is not None and self.models.unsure(probs)
             if fell_back:   # model=auto: /predict's rule, per window, on the caller's labels
                 model, b = self.fallback, self.fallback.bundle
