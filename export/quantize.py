@@ -62,16 +62,17 @@ def quantize_student_graph(src: Path, out: Path, input_name: str, windows: np.nd
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     keep = front_end_nodes(pre) + [n.name for n in onnx.load(str(pre)).graph.node
                                    if any(n.name.startswith(p) for p in recipe.get("float", []))]
-    if recipe.get("dynamic"):
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=keep)
+    try:
+        if recipe.get("dynamic"):
+            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=keep)
+        else:
+            quantize_static(str(pre), str(out), WindowReader(input_name, windows), quant_format=QuantFormat.QDQ,
+                            activation_type=recipe.get("activation", QuantType.QUInt8), weight_type=QuantType.QInt8,
+                            per_channel=True, nodes_to_exclude=keep,
+                            calibrate_method=CalibrationMethod.MinMax, extra_options=recipe.get("extra", {}))
+    finally:
         pre.unlink()
-        return
-    quantize_static(str(pre), str(out), WindowReader(input_name, windows), quant_format=QuantFormat.QDQ,
-                    activation_type=recipe.get("activation", QuantType.QUInt8), weight_type=QuantType.QInt8,
-                    per_channel=True, nodes_to_exclude=keep,
-                    calibrate_method=CalibrationMethod.MinMax, extra_options=recipe.get("extra", {}))
-    pre.unlink()
 
 
 AGREEMENT_BAR = 0.97   # share of held-out clips on which an int8 student must give its float model's label
@@ -93,20 +94,18 @@ def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_wind
     """Write an int8 copy of the bundle at `src` into `out` (same labels, window, temperature)."""
     b = load_bundle(src)
     out.mkdir(parents=True, exist_ok=True)
-    pre = out / "preprocessed.onnx"
-    quant_pre_process(str(b.model_path), str(pre), skip_symbolic_shape=True)
     if b.role == "teacher":
+        pre = out / "preprocessed.onnx"
+        quant_pre_process(str(b.model_path), str(pre), skip_symbolic_shape=True)
         quantize_dynamic(str(pre), str(out / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=front_end_nodes(pre))
+        pre.unlink()
         method = {"method": "onnxruntime dynamic quantization, per-channel int8 MatMul weights"}
     else:
         windows = np.concatenate([b.windowing.windows(load_audio(r.path))[0]
                                   for r in calibration])[:max_windows]
-        quantize_static(str(pre), str(out / MODEL_FILE), WindowReader(b.input["name"], windows),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True, nodes_to_exclude=front_end_nodes(pre))
+        quantize_student_graph(b.model_path, out / MODEL_FILE, b.input["name"], windows, VARIANTS["minmax"])
         method = {"method": "onnxruntime static QDQ, per-channel int8 weights", "calibration_windows": int(len(windows))}
-    pre.unlink()
     meta = {**b.to_json(), "precision": "int8"}
     meta["extra"].pop("parity_rel_logit_error", None)   # measured on the float32 graph, not this one
     meta["extra"] = {**meta.get("extra", {}), "quantization": method}
