@@ -4,8 +4,8 @@ An epoch of the student used to augment every clip afresh in Python (speed pertu
 degradation, a simulated room, noise) before its forward pass (experiments/epoch_profile.py).
 Here every clip gets `k` fixed views (augmented, then cropped to the window exactly as
 training.data.augmented_crop does), rendered once into a float16 file per clip; an epoch then
-reads one view per clip. The folder is keyed by what makes a view (window, pad, augmentation
-settings, seed, k) and a file by the clip's id, so every fold and recipe that trains on a clip
+reads one view per clip. The folder is keyed by what makes a view (window, trim, pad,
+augmentation settings, seed, k) and a file by the clip's id, so every fold and recipe that trains on a clip
 with the same augmentation shares its views, and an interrupted rendering resumes where it stopped.
 """
 
@@ -26,8 +26,10 @@ from training.data import Augment, augmented_crop
 META_FILE = "views.json"
 
 
-def views_folder(root: Path, window_s: float, pad: str, augment: Augment | None, seed: int, k: int) -> Path:
-    what = {"window_s": window_s, "pad": pad, "augment": asdict(augment) if augment else None, "seed": seed, "k": k}
+def views_folder(root: Path, windowing: Windowing, augment: Augment | None, seed: int, k: int) -> Path:
+    # the clips come trimmed or not as the windowing says, so trim_silence is part of what makes a view
+    what = {"window_s": windowing.window_s, "trim_silence": windowing.trim_silence, "pad": windowing.pad,
+            "augment": asdict(augment) if augment else None, "seed": seed, "k": k}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(root) / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,7 @@ def render_views(clips: list[np.ndarray], ids: list[str], windowing: Windowing, 
     """The (k, S) float16 view file of every clip (already trimmed when `windowing` says so),
     rendered where missing. View j of a clip is the same audio in every run (its random draws
     are seeded by (seed, the clip's id, j))."""
-    folder = views_folder(root, windowing.window_s, windowing.pad, augment, seed, k)
+    folder = views_folder(root, windowing, augment, seed, k)
     s, pad = windowing.samples, windowing.pad
     paths = [view_file(folder, i) for i in ids]
     missing = [n for n, p in enumerate(paths) if not p.is_file()]
