@@ -81,6 +81,12 @@ def augmented_crop(clip: np.ndarray, window: int, augment: Augment | None, rng: 
     return np.ascontiguousarray(random_crop(x, window, rng, pad), dtype=np.float32)
 
 
+def targets(labels: list[str | None], soft: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(label indices, UNLABELED for None; soft targets per clip, zeros without a teacher)."""
+    y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
+    return y, soft if soft is not None else np.zeros((len(labels), len(LABELS)), dtype=np.float32)
+
+
 class CropDataset(Dataset):
     """(crop (S,), label index, soft target (C,) or zeros), with fresh random augmentation
     every epoch. A label None (an unlabeled clip) becomes UNLABELED: only its soft target teaches."""
@@ -89,8 +95,7 @@ class CropDataset(Dataset):
                  soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0):
         # crops as long as the model's windows, filled as they are; the clips come trimmed when it says so
         self.clips, self.window, self.pad = clips, windowing.samples, windowing.pad
-        self.y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
-        self.soft = soft if soft is not None else np.zeros((len(clips), len(LABELS)), dtype=np.float32)
+        self.y, self.soft = targets(labels, soft)
         self.augment, self.seed, self.epoch = augment, seed, 0
 
     def __len__(self) -> int:
@@ -108,8 +113,7 @@ class ViewDataset(Dataset):
 
     def __init__(self, files: list, labels: list[str | None], *, soft: np.ndarray | None = None, seed: int = 0):
         self.files, self.seed, self.epoch = files, seed, 0
-        self.y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
-        self.soft = soft if soft is not None else np.zeros((len(labels), len(LABELS)), dtype=np.float32)
+        self.y, self.soft = targets(labels, soft)
 
     def __len__(self) -> int:
         return len(self.y)
