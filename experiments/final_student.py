@@ -1,0 +1,62 @@
+"""A student recipe on the final split, trained and exported as a calibrated bundle, to compare
+with the shipped one on the shipped pair's held-out audio (`experiments.pad_mode --student`).
+
+    python -m experiments.final_student --run RUN --config configs/multicorpus-fast.json \
+        --name student_fkd3 [--feature-kd 3] --out DIR
+
+RUN is a pipeline run folder whose final split is made (records.csv, final/split.json, and the
+final teacher in final/teacher/: `ser pipeline --final` makes them). The student trains into
+RUN/final/NAME with the config's student recipe (resumable from its last.pt), distilled from the
+final teacher, and is exported into DIR as the pipeline exports a student (parity-checked,
+calibrated on the validation speakers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
+from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
+from training.config import from_dict, read_config
+from training.corpora import adapter, read_corpus_info
+from training.records import read_records
+from training.splits import apply_split, read_split
+from training.train_student import load_student
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--name", required=True, help="the student's folder in RUN/final")
+    ap.add_argument("--feature-kd", type=float, default=0.0)
+    ap.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = from_dict(PipelineConfig, read_config(args.config))
+    fold = args.run / "final"
+    parts = apply_split(read_records(args.run / "records.csv"), read_split(fold / "split.json"))
+    speakers = {r.speaker for r in parts["train"]}
+    transfer = [t for c in cfg.corpora for t in adapter(c.name).transfer(c.root) if t.speaker in speakers]
+    if not (fold / args.name / "history.json").exists():
+        clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
+        scfg = replace(cfg.student, alpha=cfg.alpha, feature_kd=args.feature_kd)
+        train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
+    ckpt = fold / args.name / "student.pt"
+    model, scfg = load_student(ckpt)
+    corpus = read_corpus_info(args.run)
+    bundle, _ = export_bundle(model, args.out, role="student", name=student_name(corpus), windowing=scfg.windowing,
+                              parts=parts, training={**split_info(fold, parts),
+                                                     "config": json.loads((ckpt.parent / "config.json").read_text())},
+                              license=corpus["license"], description=STUDENT_DESCRIPTION,
+                              eval_dir=args.out.parent / f"eval-{args.name}")
+    print(f"{bundle.path}: temperature {bundle.temperature:.3f}")
+
+
+if __name__ == "__main__":
+    main()
