@@ -26,6 +26,7 @@ from service.inference import OnnxModel
 from service.labels import LABELS
 from service.speech import SpeechGate
 from training.corpora import prepare_corpus
+from training.evaluate import report_from_probs
 
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
 
@@ -53,9 +54,9 @@ def probs(model: OnnxModel, clips: list[np.ndarray], gate: SpeechGate) -> np.nda
     return out
 
 
-def ua(p: np.ndarray, y: np.ndarray) -> float:
-    pred = np.where(np.isnan(p).any(axis=1), -1, np.nan_to_num(p).argmax(axis=1))
-    return float(np.mean([np.mean(pred[y == k] == k) for k in np.unique(y)]))
+def ua(p: np.ndarray, recs: list) -> float:
+    """UA as every report gives it; a NaN row ("no speech") is an error."""
+    return report_from_probs(p, recs)["ua"]
 
 
 def main() -> None:
@@ -71,18 +72,18 @@ def main() -> None:
         student, windowing=dataclasses.replace(student.windowing, pad=pad)), intra_threads=1)
               for pad in ("zero", "repeat")}
     models["teacher"] = OnnxModel(load_bundle(args.teacher), intra_threads=1)
-    got, labels = {}, {}
+    got, records = {}, {}
     for name, recs in held_out(args.student, args.data).items():
         whole = [load_audio(r.path) for r in recs]
         for length, clips in (("whole", whole), ("1 s", [middle_second(x) for x in whole])):
-            labels[name, length] = np.array([LABELS.index(r.label) for r in recs])
+            records[name, length] = recs
             for m, model in models.items():
                 got[m, name, length] = probs(model, clips, gate)
     sets = sorted({k[1:] for k in got})
     print("| model | " + " | ".join(f"{s} ({n})" for s, n in sets) + " | mean whole | mean 1 s |")
     print("|---" * (len(sets) + 3) + "|")
     for m in models:
-        cells = {s: ua(got[(m, *s)], labels[s]) for s in sets}
+        cells = {s: ua(got[(m, *s)], records[s]) for s in sets}
         means = [np.mean([v for s, v in cells.items() if s[1] == n]) for n in ("whole", "1 s")]
         print(f"| {m} | " + " | ".join(f"{v:.3f}" for v in cells.values()) + f" | {means[0]:.3f} | {means[1]:.3f} |")
     print("\n`model=auto` on whole clips: mean UA over the three sets (mean share sent to the teacher)")
@@ -90,7 +91,7 @@ def main() -> None:
         row = []
         for th in THRESHOLDS:
             whole = [s for s in sets if s[1] == "whole"]
-            u = np.mean([ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), labels[s]) for s in whole])
+            u = np.mean([ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), records[s]) for s in whole])
             share = np.mean([asks_teacher(np.nan_to_num(got[(m, *s)], nan=1.0), th).mean() for s in whole])
             row.append(f"{th}: {u:.3f} ({100 * share:.0f} %)")
         print(f"- {m}: " + "; ".join(row))
