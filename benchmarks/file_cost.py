@@ -7,11 +7,10 @@ about 3.7 s). Best of 3 passes, CPU ms per file.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from devtools.data import RAVDESS_DIR
+from devtools.process import cpu_s
 from service.audio import load_audio
 from service.bundle import load_bundle
 from service.inference import OnnxModel
@@ -22,9 +21,9 @@ from service.speech import SpeechGate
 def per_file_ms(fn, n_files: int, passes: int = 3) -> float:
     best = float("inf")
     for _ in range(passes):
-        t0 = time.process_time()
+        t0 = cpu_s()
         fn()
-        best = min(best, time.process_time() - t0)
+        best = min(best, cpu_s() - t0)
     return round(1000 * best / n_files, 3)
 
 
