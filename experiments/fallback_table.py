@@ -40,7 +40,8 @@ def load_sets(run: Path, name: str) -> dict[str, list[dict]]:
         z = np.load(f)
         for corpus in np.unique(z["corpus"]):
             m = z["corpus"] == corpus
-            sets.setdefault(str(corpus), []).append({k: z[k][m] for k in ("labels", "student", "teacher")})
+            keys = [k for k in z.files if k not in ("ids", "corpus")]   # student_1s where it was scored
+            sets.setdefault(str(corpus), []).append({k: z[k][m] for k in keys})
     pooled = {c: [{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}] for c, parts in sets.items()
               if c != "tess-oaf"}
     return {**pooled, "tess-oaf": sets.get("tess-oaf", [])}
@@ -83,15 +84,17 @@ def main() -> None:
     args = ap.parse_args()
     sets = load_sets(args.run, args.name)
     names = list(sets)
-    print("| set | student | teacher | student, 4 classes | teacher, 4 classes | " +
-          " | ".join(f"AUROC {s}" for s in signals(np.eye(6))) + " |\n|---" * 1 + "|---" * (4 + 3) + "|")
+    print("| set | student | teacher | student, 4 classes | teacher, 4 classes | student, middle 1 s | " +
+          " | ".join(f"AUROC {s}" for s in signals(np.eye(6))) + " |\n|---" * 1 + "|---" * (5 + 3) + "|")
     for n, parts in sets.items():
         cells = [mean_over(parts, lambda p, m=m, c=c: ua(p[m], p["labels"], c))
                  for c in (LABELS, FOUR) for m in ("student", "teacher")]
         au = [mean_over(parts, lambda p, s=s: auroc(signals(p["student"])[s], p["student"].argmax(1) ==
                                                     np.array([LABELS.index(x) for x in p["labels"]])))
               for s in signals(np.eye(6))]
-        print(f"| {n} | {cells[0]:.3f} | {cells[1]:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | " +
+        short = (f"{mean_over(parts, lambda p: ua(p['student_1s'], p['labels'])):.3f}"
+                 if "student_1s" in parts[0] else "not scored")
+        print(f"| {n} | {cells[0]:.3f} | {cells[1]:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | {short} | " +
               " | ".join(f"{a:.3f}" for a in au) + " |")
     for signal, grid in (("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2)),
                          ("margin", np.round(np.arange(0.0, 0.31, 0.01), 2))):

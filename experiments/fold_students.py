@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.pad_mode import middle_second
 from experiments.oof_teacher import probs_of, window_logits
 from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
 from pipeline.teachers import encoder_stats, train_teacher_stage
@@ -42,6 +43,16 @@ INNER_FOLDS = 3
 def student_logits(ckpt: Path, clips: list[np.ndarray]) -> list[np.ndarray]:
     model, cfg = load_student(ckpt)
     return [model(torch.from_numpy(cfg.windowing.windows(x)[0])).numpy() for x in clips]
+
+
+def add_short_clips(oof: Path, ckpt: Path, clips: dict) -> None:
+    """Adds `student_1s` to an oof file: the calibrated student on the middle second of each clip."""
+    z = dict(np.load(oof))
+    if "student_1s" in z:
+        return
+    t = json.loads((oof.parent / "calibration.json").read_text())["temperature"]
+    z["student_1s"] = utterance_probs(student_logits(ckpt, [middle_second(clips[i]) for i in z["ids"]]), t)
+    np.savez(oof, **z)
 
 
 def nested_oof_logits(run: Path, backbone: Path, cfg, parts: dict, transfer: list, clips: dict) -> np.ndarray:
@@ -114,9 +125,10 @@ def main() -> None:
                           ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), out,
                           teacher_logits=logits, weights=weights, ids=[r.id for r in train],
                           views_root=args.run / "views")
-        if (out / "oof.npz").exists():
-            continue
         ckpt = out / "student.pt"
+        if (out / "oof.npz").exists():
+            add_short_clips(out / "oof.npz", ckpt, clips)
+            continue
         cal = fit_temperature(student_logits(ckpt, [clips[r.id] for r in parts["val"]]), parts["val"])
         scored = [*parts["test"], *tess]
         student = utterance_probs(student_logits(ckpt, [clips[r.id] for r in scored]), cal["temperature"])
@@ -126,6 +138,7 @@ def main() -> None:
         np.savez(out / "oof.npz", ids=np.array([r.id for r in scored]), corpus=np.array([r.corpus for r in scored]),
                  labels=np.array([r.label for r in scored]), student=student, teacher=teacher)
         (out / "calibration.json").write_text(json.dumps(cal, indent=1))
+        add_short_clips(out / "oof.npz", ckpt, clips)
         print(f"fold {i}: done ({len(scored)} clips scored)", flush=True)
 
 

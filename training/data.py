@@ -81,6 +81,17 @@ def augmented_crop(clip: np.ndarray, window: int, augment: Augment | None, rng: 
     return np.ascontiguousarray(random_crop(x, window, rng, pad), dtype=np.float32)
 
 
+def shorten(x: np.ndarray, rng: np.random.Generator, p: float, min_len: int, pad: str) -> np.ndarray:
+    """With probability p, the window of a shorter clip as the service cuts it: a random span of
+    min_len samples up to the window's length, filled back to the window as service.audio.fill fills
+    it. Short clips then teach the model what they sound like, not what their fill looks like."""
+    if not p or rng.random() >= p:
+        return x
+    n = int(rng.integers(min_len, len(x)))
+    s = int(rng.integers(0, len(x) - n + 1))
+    return fill(x[s:s + n], len(x), pad)
+
+
 def targets(labels: list[str | None], soft: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(label indices, UNLABELED for None; soft targets per clip, zeros without a teacher)."""
     y = np.array([UNLABELED if lab is None else LABELS.index(lab) for lab in labels])
@@ -92,11 +103,12 @@ class CropDataset(Dataset):
     every epoch. A label None (an unlabeled clip) becomes UNLABELED: only its soft target teaches."""
 
     def __init__(self, clips: list[np.ndarray], labels: list[str | None], windowing: Windowing, *,
-                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0):
+                 soft: np.ndarray | None = None, augment: Augment | None = None, seed: int = 0,
+                 short: tuple[float, int] = (0.0, 0)):
         # crops as long as the model's windows, filled as they are; the clips come trimmed when it says so
         self.clips, self.window, self.pad = clips, windowing.samples, windowing.pad
         self.y, self.soft = targets(labels, soft)
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.seed, self.epoch, self.short = augment, seed, 0, short
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -104,15 +116,18 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         x = augmented_crop(self.clips[i], self.window, self.augment, rng, self.pad)
+        x = shorten(x, rng, *self.short, self.pad)
         return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i])
 
 
 class ViewDataset(Dataset):
     """CropDataset's items from cached views (training.views, one (k, S) file per clip): per
-    epoch, each clip gives one of its k rendered views, drawn by (seed, epoch, clip)."""
+    epoch, each clip gives one of its k rendered views, drawn by (seed, epoch, clip), and is
+    shortened as CropDataset's crops are (with `pad`, the fill the views were rendered with)."""
 
-    def __init__(self, files: list, labels: list[str | None], *, soft: np.ndarray | None = None, seed: int = 0):
-        self.files, self.seed, self.epoch = files, seed, 0
+    def __init__(self, files: list, labels: list[str | None], *, soft: np.ndarray | None = None, seed: int = 0,
+                 short: tuple[float, int] = (0.0, 0), pad: str = "zero"):
+        self.files, self.seed, self.epoch, self.short, self.pad = files, seed, 0, short, pad
         self.y, self.soft = targets(labels, soft)
 
     def __len__(self) -> int:
@@ -120,5 +135,6 @@ class ViewDataset(Dataset):
 
     def __getitem__(self, i: int):
         views = np.load(self.files[i], mmap_mode="r")
-        j = int(np.random.default_rng((self.seed, self.epoch, i)).integers(len(views)))
-        return torch.from_numpy(views[j].astype(np.float32)), int(self.y[i]), torch.from_numpy(self.soft[i])
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        x = shorten(views[int(rng.integers(len(views)))].astype(np.float32), rng, *self.short, self.pad)
+        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i])

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from training.config import CPU_THREADS, from_dict
 from training.evaluate import predict_probs
-from service.audio import Windowing
+from service.audio import SAMPLE_RATE, Windowing
 from service.labels import LABELS
 from training.data import UNLABELED, Augment, CropDataset, ViewDataset, class_weights
 from training.metrics import classification_report
@@ -44,6 +44,8 @@ class StudentConfig:
     temperature: float = 2.0      # KD softening temperature T
     feature_kd: float = 0.0       # weight of the feature-distillation term; 0 = off (needs teacher_features)
     augment: bool = True
+    short_p: float = 0.0          # fraction of training windows cut to a shorter clip and filled as served
+    short_min_s: float = 0.8      # ... of at least this many seconds (training.data.shorten)
     speed: float = 0.1            # speed perturbation: resample by 1 +- this (pitch, formants and tempo)
     degrade_p: float = 0.0        # fraction of crops degraded like users' audio (training.data.Augment)
     noise_p: float = 0.3          # fraction of crops with pink noise at 0-20 dB SNR
@@ -58,6 +60,8 @@ class StudentConfig:
 
     def __post_init__(self) -> None:
         self.windowing   # a bad window, hop or pad is refused with the config, before any audio is decoded
+        if self.short_p and not 0 < self.short_min_s < self.window_s:
+            raise ValueError(f"short_min_s {self.short_min_s} must lie between 0 and window_s {self.window_s}")
 
     @property
     def windowing(self) -> Windowing:
@@ -125,13 +129,14 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
         soft = np.concatenate([logits, standardise(teacher_features)], axis=1).astype(np.float32)
     augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
     augment = augment if cfg.augment else None
+    short = (cfg.short_p, int(cfg.short_min_s * SAMPLE_RATE))
     if cfg.views:
         if ids is None or views_root is None:
             raise ValueError("views > 0 needs the clips' ids and a views_root folder")
         views = render_views(train[0], ids, cfg.windowing, augment, cfg.seed, cfg.views, views_root)
-        ds = ViewDataset(views, train[1], soft=soft, seed=cfg.seed)
+        ds = ViewDataset(views, train[1], soft=soft, seed=cfg.seed, short=short, pad=cfg.pad)
     else:
-        ds = CropDataset(train[0], train[1], cfg.windowing, soft=soft, augment=augment, seed=cfg.seed)
+        ds = CropDataset(train[0], train[1], cfg.windowing, soft=soft, augment=augment, seed=cfg.seed, short=short)
     gen = torch.Generator()
     sampler = None if weights is None else WeightedRandomSampler(weights, len(ds), generator=gen)
     # drop a ragged last batch (BatchNorm dislikes tiny ones) unless it is the only one

@@ -79,6 +79,28 @@ def test_random_crop_repeat_mode_has_no_silence():
     assert (random_crop(x, 250, rng) == 0).sum() == 150
 
 
+def test_shortened_windows_are_filled_as_the_service_fills_them():
+    from service.audio import fill
+    from training.data import shorten
+
+    rng = np.random.default_rng(0)
+    x = np.arange(1, 301, dtype=np.float32)
+    assert shorten(x, rng, 0.0, 80, "repeat") is x
+    lengths = set()
+    for _ in range(50):
+        y = shorten(x, rng, 1.0, 80, "repeat")
+        period = int(np.argmax(np.diff(y) != 1)) + 1           # where the span starts over
+        span = y[:period]
+        assert 80 <= period < 300 and np.all(np.diff(span) == 1)
+        np.testing.assert_array_equal(y, fill(span, 300, "repeat"))
+        lengths.add(period)
+    assert len(lengths) > 20                                    # lengths are drawn, not fixed
+    z = shorten(x, np.random.default_rng(1), 1.0, 80, "zero")
+    assert z[-1] == 0 and len(z) == 300                         # zero fill: the span, then silence
+    with pytest.raises(ValueError, match="short_min_s"):
+        StudentConfig(short_p=0.3, short_min_s=3.0)
+
+
 def test_unlabeled_examples_learn_only_from_the_teacher():
     logits, teacher = torch.randn(4, 6), torch.randn(4, 6)
     y = torch.tensor([0, 1, -100, -100])
