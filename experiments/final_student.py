@@ -8,7 +8,8 @@ RUN is a pipeline run folder whose final split is made (records.csv, final/split
 final teacher in final/teacher/: `ser pipeline --final` makes them). The student trains into
 RUN/final/NAME with the config's student recipe (resumable from its last.pt), distilled from the
 final teacher, and is exported into DIR as the pipeline exports a student (parity-checked,
-calibrated on the validation speakers).
+calibrated on the validation speakers). It then prints the student's UA on its own training
+speakers (up to 300 labeled clips per corpus, whole clips, no augmentation): the convergence check.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
 from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
+from service.audio import load_audio
 from training.config import from_dict, read_config
 from training.corpora import adapter, read_corpus_info
+from training.evaluate import predict_probs, report_from_probs
 from training.records import read_records
 from training.splits import apply_split, read_split
 from training.train_student import load_student
@@ -56,6 +60,18 @@ def main() -> None:
                               license=corpus["license"], description=STUDENT_DESCRIPTION,
                               eval_dir=args.out.parent / f"eval-{args.name}")
     print(f"{bundle.path}: temperature {bundle.temperature:.3f}")
+    for name, recs in training_sample(parts["train"]).items():
+        probs = predict_probs(model, [load_audio(r.path) for r in recs], scfg.windowing)
+        print(f"training speakers, {name} ({len(recs)} clips): UA {report_from_probs(probs, recs)['ua']:.3f}")
+
+
+def training_sample(train: list, n: int = 300, seed: int = 0) -> dict[str, list]:
+    """Up to n labeled training clips per corpus, drawn with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    by_corpus: dict[str, list] = {}
+    for r in train:
+        by_corpus.setdefault(r.corpus, []).append(r)
+    return {c: [recs[i] for i in sorted(rng.permutation(len(recs))[:n])] for c, recs in by_corpus.items()}
 
 
 if __name__ == "__main__":

@@ -23,9 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.pad_mode import middle_second
 from experiments.oof_teacher import probs_of, window_logits
-from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
+from experiments.pad_mode import middle_second
+from pipeline.run import (
+    PipelineConfig,
+    backbone_folder,
+    decode_corpus,
+    train_student_stage,
+)
 from pipeline.teachers import encoder_stats, train_teacher_stage
 from training.calibrate import fit_temperature, utterance_probs
 from training.config import from_dict, read_config
@@ -97,7 +102,8 @@ def main() -> None:
         transfer += adapter(c.name).transfer(c.root)
     if (args.run / "records.csv").exists():
         records = read_records(args.run / "records.csv")
-    write_records(records, args.run / "records.csv")
+    else:
+        write_records(records, args.run / "records.csv")   # written once: runs beside each other only read it
     tess = prepare_corpus("manifest", TESS, corpus="tess-oaf")
     every = [*records, *transfer, *tess]
     clips = decode_corpus(every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -29,12 +30,15 @@ class Utterance:
 
 
 def write_records(records: list[Utterance], path: str | Path) -> None:
-    """Write records as CSV (one row per utterance, columns = record fields)."""
+    """Write records as CSV (one row per utterance, columns = record fields). The file is
+    complete or absent: a run reading it beside one writing it never sees half of it."""
     names = [f.name for f in fields(Utterance)]
-    with open(path, "w", newline="") as f:
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=names)
         w.writeheader()
         w.writerows({**asdict(r), "label": r.label or ""} for r in records)
+    tmp.replace(path)
 
 
 def read_records(path: str | Path) -> list[Utterance]:
