@@ -25,12 +25,7 @@ import torch
 
 from experiments.oof_teacher import probs_of, window_logits
 from experiments.pad_mode import middle_second
-from pipeline.run import (
-    PipelineConfig,
-    backbone_folder,
-    decode_corpus,
-    train_student_stage,
-)
+from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
 from pipeline.teachers import encoder_stats, train_teacher_stage
 from training.calibrate import fit_temperature, utterance_probs
 from training.config import from_dict, read_config
