@@ -8,7 +8,8 @@ RUN is a pipeline run folder whose final split is made (records.csv, final/split
 final teacher in final/teacher/: `ser pipeline --final` makes them). The student trains into
 RUN/final/NAME with the config's student recipe (resumable from its last.pt), distilled from the
 final teacher, and is exported into DIR as the pipeline exports a student (parity-checked,
-calibrated on the validation speakers). It then prints the student's UA on its own training
+calibrated on the validation speakers), with its int8 copy in DIR-int8 (label agreement with the
+float model checked on TESS OAF, as the pipeline checks it on audio it did not train on). It then prints the student's UA on its own training
 speakers (up to 300 labeled clips per corpus, whole clips, no augmentation): the convergence check.
 """
 
@@ -22,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.bundles import STUDENT_DESCRIPTION, export_bundle, split_info, student_name
+from experiments.fold_students import TESS
+from export.bundles import INT8_NOTE, STUDENT_DESCRIPTION, export_bundle, export_quantized, split_info, student_name
 from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
 from service.audio import load_audio
 from training.config import from_dict, read_config
-from training.corpora import adapter, read_corpus_info
+from training.corpora import adapter, prepare_corpus, read_corpus_info
 from training.evaluate import predict_probs, report_from_probs
 from training.records import read_records
 from training.splits import apply_split, read_split
@@ -60,6 +62,10 @@ def main() -> None:
                               license=corpus["license"], description=STUDENT_DESCRIPTION,
                               eval_dir=args.out.parent / f"eval-{args.name}")
     print(f"{bundle.path}: temperature {bundle.temperature:.3f}")
+    tess = prepare_corpus("manifest", TESS, corpus="tess-oaf")
+    int8, _ = export_quantized(args.out, args.out.with_name(args.out.name + "-int8"), parts,
+                               args.out.parent / f"eval-{args.name}-int8", STUDENT_DESCRIPTION + INT8_NOTE["student"], tess)
+    print(f"{int8.path}: agreement with float32 {json.dumps(int8.extra['quantization']['agreement'])}")
     for name, recs in training_sample(parts["train"]).items():
         probs = predict_probs(model, [load_audio(r.path) for r in recs], scfg.windowing)
         print(f"training speakers, {name} ({len(recs)} clips): UA {report_from_probs(probs, recs)['ua']:.3f}")
