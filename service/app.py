@@ -11,6 +11,8 @@ from fastapi_offline import FastAPIOffline
 
 from service.deps import ApiKey
 from service.errors import install_error_handlers
+from service.fast_predict import PATH as FAST_PATH
+from service.fast_predict import FastPredict
 from service.hosts import HostAllowList
 from service.middleware import RequestContext
 from service.routes import ops, page, predict, stream, v2
@@ -51,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     derived = app.openapi   # FastAPI's document (cached on the app), plus the limits of these settings and models
     app.openapi = lambda: app.openapi_schema or predict.declare_labels(
         predict.limit_batch_files(derived(), settings.max_batch_files), runtime.labels)
+    predict_route = next(r for r in predict.router.routes if r.path == FAST_PATH)   # included without a prefix
+    app.add_middleware(FastPredict, fastapi_app=app, route=predict_route)   # inside RequestContext
     app.add_middleware(RequestContext, metrics=runtime.metrics, max_upload_bytes=settings.max_upload_bytes,
                        upload_timeout_s=settings.upload_timeout_s, limiter=runtime.limiter,
                        routes=app.routes, uploads=runtime.uploads, hosts=HostAllowList(settings.allowed_hosts))

@@ -60,7 +60,7 @@ def declare_labels(openapi: dict, labels: tuple[str, ...]) -> dict:
     return openapi
 
 
-async def _predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool,
+async def predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool,
                        labels: str | None) -> AnswerJSON:
     subset = runtime.label_set(labels)
     [(_, data)] = await read_uploads(request, ("file",), max_files=1)
@@ -76,7 +76,7 @@ async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "a
 
     `curl -F file=@03-01-05-01-01-01-01.flac http://127.0.0.1:8000/predict`, or the raw
     bytes: `curl --data-binary @clip.flac -H 'Content-Type: audio/flac' .../predict`."""
-    return await _predict_one(request, runtime, model, top_k, segments, labels)
+    return await predict_one(request, runtime, model, top_k, segments, labels)
 
 
 @router.post("/predict/teacher", response_model=PredictResponse, openapi_extra=AUDIO_BODY, responses=ONE_CLIP_ERRORS)
@@ -86,7 +86,7 @@ async def predict_teacher(request: Request, runtime: RuntimeDep, top_k: TopK = 3
     `teacher_unavailable` when the service runs student-only.
 
     `curl -F file=@03-01-05-01-01-01-01.flac http://127.0.0.1:8000/predict/teacher`"""
-    return await _predict_one(request, runtime, "teacher", top_k, segments, labels)
+    return await predict_one(request, runtime, "teacher", top_k, segments, labels)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, openapi_extra=BATCH_BODY, responses=BATCH_ERRORS)

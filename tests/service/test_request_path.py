@@ -100,3 +100,49 @@ def test_a_cancelled_request_keeps_its_slot_until_its_work_is_done():
         limiter.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("query, expected", [
+    (b"", {"choice": "auto", "top_k": 3, "segments": False, "labels": None}),
+    (b"model=student&top_k=64&segments=1&labels=angry,sad",
+     {"choice": "student", "top_k": 64, "segments": True, "labels": "angry,sad"}),
+    (b"model=teacher&segments=false", {"choice": "teacher", "top_k": 3, "segments": False, "labels": None}),
+])
+def test_plain_parameters_are_read_by_the_fast_path(query, expected):
+    from service.fast_predict import plain_params
+
+    assert plain_params(query) == expected
+
+
+@pytest.mark.parametrize("query", [b"model=bogus", b"model=student&model=teacher", b"top_k=0", b"top_k=65",
+                                   b"top_k=%2B3", b"segments=yes", b"labels=", b"other=1", b"top_k=3.0"])
+def test_anything_else_is_left_to_fastapi(query):
+    from service.fast_predict import plain_params
+
+    assert plain_params(query) is None
+
+
+@pytest.mark.parametrize("body", [wav_bytes(2.0), b"", b"not audio at all"])
+def test_the_fast_path_answers_as_fastapi_does(student_bundle, monkeypatch, body):
+    """The same request through the fast path (plain parameters) and through FastAPI (`segments=yes`,
+    which pydantic reads as true and the fast path leaves to FastAPI): the same status, the same
+    JSON but the timing, and the same metrics; the fast path really ran for the first one."""
+    import service.fast_predict as fast
+
+    ran, real = [], fast.predict_one
+
+    async def spy(*args, **kwargs):
+        ran.append(kwargs)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(fast, "predict_one", spy)
+    with client_for(student_bundle) as c:
+        answers = [c.post(f"/predict?model=student&segments={v}", files={"file": ("a.wav", body, "audio/wav")})
+                   for v in ("true", "yes")]
+        metrics = c.get("/metrics").text
+    assert len(ran) == 1 and ran[0]["segments"] is True
+    a, b = answers
+    assert a.status_code == b.status_code and a.headers["content-type"] == b.headers["content-type"]
+    strip = lambda r: {k: v for k, v in r.json().items() if k != "inference_ms"}   # noqa: E731
+    assert strip(a) == strip(b)
+    assert f'route="/predict",status="{a.status_code}"}} 2.0' in metrics
