@@ -61,7 +61,7 @@ def declare_labels(openapi: dict, labels: tuple[str, ...]) -> dict:
 
 
 async def predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice, top_k: int, segments: bool,
-                       labels: str | None) -> AnswerJSON:
+                      labels: str | None) -> AnswerJSON:
     subset = runtime.label_set(labels)
     [(_, data)] = await read_uploads(request, ("file",), max_files=1)
     return AnswerJSON(answer_fields(await runtime.answer(data, choice, subset), top_k=top_k, segments=segments))
