@@ -10,23 +10,29 @@ refusal and every 422 stays FastAPI's.
 
 from __future__ import annotations
 
+import inspect
+from typing import get_args
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from service.answer import ModelChoice
 from service.audio import AudioError
 from service.errors import ApiError
-from service.routes.predict import predict_one
+from service.routes.predict import MAX_TOP_K, predict, predict_one
 
 PATH = "/predict"
-CHOICES = ("auto", "student", "teacher")
+CHOICES = get_args(ModelChoice)
 BOOLS = {"true": True, "false": False, "1": True, "0": False}
+# The route's own defaults, under predict_one's names
+DEFAULTS = {("choice" if k == "model" else k): p.default for k, p in inspect.signature(predict).parameters.items()
+            if k in ("model", "top_k", "segments", "labels")}
 
 
 def plain_params(query: bytes) -> dict | None:
     """/predict's query parameters when each is given at most once with a value FastAPI would
     take as it is; None for anything else (FastAPI then answers)."""
-    params = {"choice": "auto", "top_k": 3, "segments": False, "labels": None}
+    params = dict(DEFAULTS)
     seen = set()
     for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if key in seen:
@@ -34,7 +40,7 @@ def plain_params(query: bytes) -> dict | None:
         seen.add(key)
         if key == "model" and value in CHOICES:
             params["choice"] = value
-        elif key == "top_k" and value.isdigit() and len(value) <= 2 and 1 <= int(value) <= 64:
+        elif key == "top_k" and value.isascii() and value.isdigit() and len(value) <= 2 and 1 <= int(value) <= MAX_TOP_K:
             params["top_k"] = int(value)
         elif key == "segments" and value in BOOLS:
             params["segments"] = BOOLS[value]

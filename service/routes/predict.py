@@ -16,7 +16,8 @@ from service.upload import read_uploads
 # The app adds the API key dependency when SER_API_KEY is set (service/app.py).
 router = APIRouter(tags=["predict"])
 
-TopK = Annotated[int, Query(ge=1, le=64, description="How many labels to list in `top_k`")]
+MAX_TOP_K = 64
+TopK = Annotated[int, Query(ge=1, le=MAX_TOP_K, description="How many labels to list in `top_k`")]
 Segments = Annotated[bool, Query(description="Add per-window results with start/end times")]
 Labels = Annotated[str | None, Query(
     description="Answer over these labels only: at least two of the model's labels (`GET /models`), comma-separated. "

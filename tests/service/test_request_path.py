@@ -115,11 +115,19 @@ def test_plain_parameters_are_read_by_the_fast_path(query, expected):
 
 
 @pytest.mark.parametrize("query", [b"model=bogus", b"model=student&model=teacher", b"top_k=0", b"top_k=65",
-                                   b"top_k=%2B3", b"segments=yes", b"labels=", b"other=1", b"top_k=3.0"])
+                                   b"top_k=%2B3", b"top_k=%C2%B2", b"segments=yes", b"labels=", b"other=1",
+                                   b"top_k=3.0"])
 def test_anything_else_is_left_to_fastapi(query):
     from service.fast_predict import plain_params
 
     assert plain_params(query) is None
+
+
+def test_a_non_ascii_digit_is_refused_as_fastapi_refuses_it(student_bundle):
+    """'²' is a digit to Python's str.isdigit but not to int(): FastAPI's 422, not a crash."""
+    with client_for(student_bundle) as c:
+        r = c.post("/predict?top_k=%C2%B2", files={"file": ("a.wav", wav_bytes(1.0), "audio/wav")})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter", r.text
 
 
 @pytest.mark.parametrize("body", [wav_bytes(2.0), b"", b"not audio at all"])
