@@ -73,6 +73,15 @@ def curve(sets: dict, signal: str, thresholds, ms: tuple[float, float], classes=
     return rows
 
 
+def chosen(rows: list[dict], names: list[str]) -> dict:
+    """The fallback rule: of the rows of a threshold curve (rows[0] at threshold 0, the student
+    alone), the one with the largest mean UA where the teacher answers at most MAX_SHARE of clips
+    and no set in `names` is more than MAX_DROP below the student alone."""
+    base = rows[0]
+    ok = [r for r in rows if r["share"] <= MAX_SHARE and all(r[n] >= base[n] - MAX_DROP for n in names)]
+    return max(ok, key=lambda r: r["mean"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -99,9 +108,7 @@ def main() -> None:
     for signal, grid in (("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2)),
                          ("margin", np.round(np.arange(0.0, 0.31, 0.01), 2))):
         rows = curve(sets, signal, grid, (args.student_ms, args.teacher_ms))
-        base = rows[0]
-        ok = [r for r in rows if r["share"] <= MAX_SHARE and all(r[n] >= base[n] - MAX_DROP for n in names)]
-        best = max(ok, key=lambda r: r["mean"])
+        base, best = rows[0], chosen(rows, names)
         print(f"\n{signal}: best threshold {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share "
               f"{best['share']:.0%}; student alone {base['mean']:.3f})")
         shown = [(best["threshold"], "chosen")] + ([(args.shipped, "shipped")] if signal == "max probability" else [])

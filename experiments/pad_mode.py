@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.fallback_table import MAX_DROP, MAX_SHARE
+from experiments.fallback_table import chosen
 from service.audio import SAMPLE_RATE, load_audio, trim_silence
 from service.bundle import load_bundle
 from service.fallback import asks_teacher, auto_probs
@@ -94,15 +94,21 @@ def main() -> None:
         print(f"\n`model=auto` with the {m} on whole clips: UA (teacher share)")
         print("| threshold | " + " | ".join(s[0] for s in whole) + " | mean UA | teacher share | worst set vs student |")
         print("|---" * (len(whole) + 4) + "|")
+        names = [s[0] for s in whole]
         rows = []
         for th in THRESHOLDS:
-            u = [ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), records[s]) for s in whole]
-            share = [asks_teacher(np.nan_to_num(got[(m, *s)], nan=1.0), th).mean() for s in whole]
-            rows.append((th, u, float(np.mean(u)), float(np.mean(share)), min(np.subtract(u, rows[0][1])) if rows else 0.0))
-            print(f"| {th:g} | " + " | ".join(f"{a:.3f} ({b:.0%})" for a, b in zip(u, share)) +
-                  f" | {rows[-1][2]:.3f} | {rows[-1][3]:.0%} | {rows[-1][4]:+.3f} |")
-        best = max((r for r in rows if r[3] <= MAX_SHARE and r[4] >= -MAX_DROP), key=lambda r: r[2])
-        print(f"chosen by the rule: {best[0]:g} (mean UA {best[2]:.3f}, teacher share {best[3]:.0%})")
+            row = {"threshold": float(th)}
+            for s in whole:
+                row[s[0]] = ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), records[s])
+                row[f"{s[0]} share"] = asks_teacher(np.nan_to_num(got[(m, *s)], nan=1.0), th).mean()
+            row["mean"] = float(np.mean([row[n] for n in names]))
+            row["share"] = float(np.mean([row[f"{n} share"] for n in names]))
+            rows.append(row)
+            worst = min(row[n] - rows[0][n] for n in names)
+            print(f"| {th:g} | " + " | ".join(f"{row[n]:.3f} ({row[n + ' share']:.0%})" for n in names) +
+                  f" | {row['mean']:.3f} | {row['share']:.0%} | {worst:+.3f} |")
+        best = chosen(rows, names)
+        print(f"chosen by the rule: {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share {best['share']:.0%})")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         np.savez(args.out / "pad_mode.npz", **{" | ".join(k): v for k, v in got.items()})
