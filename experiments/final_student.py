@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--name", required=True, help="the student's folder in RUN/final")
-    ap.add_argument("--feature-kd", type=float, default=0.0)
+    ap.add_argument("--feature-kd", type=float, help="the student's feature_kd; the config's when not given")
     ap.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -51,7 +51,8 @@ def main() -> None:
     transfer = [t for c in cfg.corpora for t in adapter(c.name).transfer(c.root) if t.speaker in speakers]
     if not (fold / args.name / "history.json").exists():
         clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
-        scfg = replace(cfg.student, alpha=cfg.alpha, feature_kd=args.feature_kd)
+        scfg = replace(cfg.student, alpha=cfg.alpha)
+        scfg = replace(scfg, feature_kd=args.feature_kd) if args.feature_kd is not None else scfg
         train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
     ckpt = fold / args.name / "student.pt"
     model, scfg = load_student(ckpt)
