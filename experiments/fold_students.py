@@ -2,9 +2,11 @@
 and the fallback threshold on speakers the models never heard.
 
     python -m experiments.fold_students --run /work/runs-distill/mc --config configs/multicorpus-fast.json \
-        --epochs 20 [--folds 0 1 2 3] [--name student_kd] [--feature-kd 1.0]
+        --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0]
 
-The pipeline's k speaker folds (kfold_by_corpus, its seed) in the pipeline's layout: per fold, the
+The pipeline's k speaker folds (kfold_by_corpus, its seed), and with --loco its leave-one-corpus-out
+splits (RUN/loco-<corpus>: trained on the other corpus, tested on every speaker of this one), in the
+pipeline's layout: per split, the
 teacher head on the cached encoder statistics (RUN/encoder_stats), then the distilled student
 (`train_student_stage`: views, threads and resumption from last.pt as configured), its temperature
 fitted on the fold's val speakers as the export fits it. Writes RUN/fold<i>/<name>/oof.npz: the ids
@@ -25,7 +27,7 @@ import torch
 
 from experiments.oof_teacher import probs_of, window_logits
 from experiments.pad_mode import middle_second
-from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
+from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, splits, train_student_stage
 from pipeline.teachers import encoder_stats, train_teacher_stage
 from training.calibrate import fit_temperature, utterance_probs
 from training.config import from_dict, read_config
@@ -78,7 +80,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--config", type=Path, required=True)
     ap.add_argument("--epochs", type=int, help="the split students' (shorter) schedule")
-    ap.add_argument("--folds", type=int, nargs="*")
+    ap.add_argument("--folds", type=int, nargs="*", help="the folds to run (default all; none: only --loco)")
+    ap.add_argument("--loco", action="store_true", help="also the leave-one-corpus-out splits")
     ap.add_argument("--name", default="student_kd", help="the student's folder in each fold (one per recipe)")
     ap.add_argument("--soft-labels", choices=("fold", "oof"), default="fold",
                     help="fold: the fold teacher's (today's recipe); oof: each training clip's from a head "
@@ -90,7 +93,7 @@ def main() -> None:
     conf = read_config(args.config)
     if args.epochs:
         conf["student"] = {**conf.get("student", {}), "epochs": args.epochs}
-    cfg = from_dict(PipelineConfig, conf)
+    cfg = replace(from_dict(PipelineConfig, conf), run_folds=args.folds, loco=args.loco)
     records, transfer = [], []
     for c in cfg.corpora:
         records += prepare_corpus(c.name, c.root)
@@ -103,12 +106,11 @@ def main() -> None:
     every = [*records, *transfer, *tess]
     clips = decode_corpus(every)
     backbone = backbone_folder(cfg.backbone, args.run)
-    splits = kfold_by_corpus(records, cfg.folds, seed=cfg.seed, val_speakers=cfg.val_speakers)
-    for i in args.folds if args.folds is not None else range(cfg.folds):
-        fold = args.run / f"fold{i}"
+    for name, split in splits(records, cfg):
+        fold = args.run / name
         fold.mkdir(parents=True, exist_ok=True)
         if not (fold / "split.json").exists():
-            write_split(splits[i], fold / "split.json")
+            write_split(split, fold / "split.json")
         parts = apply_split(records, read_split(fold / "split.json"))
         speakers = {r.speaker for r in parts["train"]}
         teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone)
@@ -140,7 +142,7 @@ def main() -> None:
                  labels=np.array([r.label for r in scored]), student=student, teacher=teacher)
         (out / "calibration.json").write_text(json.dumps(cal, indent=1))
         add_short_clips(out / "oof.npz", ckpt, clips)
-        print(f"fold {i}: done ({len(scored)} clips scored)", flush=True)
+        print(f"{name}: done ({len(scored)} clips scored)", flush=True)
 
 
 if __name__ == "__main__":

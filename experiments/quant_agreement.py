@@ -114,22 +114,29 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--time", type=int, default=0, help="also time each graph: this many rounds of one 3 s window")
+    ap.add_argument("--calibrate-degraded", action="store_true",
+                    help="calibrate the variants also on telephone-band, noisy and reverberant copies of the "
+                         "calibration clips")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     b = load_bundle(args.fp)
     recs = set_records(b.to_json(), args.data)
     win = {k: cached_windows(v, b, args.out / f"windows-{k.replace(' ', '-')}.npz", k) for k, v in recs.items()}
     calib = win.pop("calibration")[0]
+    suffix = "-degraded-cal" if args.calibrate_degraded else ""
+    if args.calibrate_degraded:
+        calib = np.concatenate([calib, *(cached_windows(recs["calibration"], b, args.out / f"windows-calibration-{c}.npz",
+                                                        f"calibration {c}")[0] for c in SHIFTS if c != "1s")])
     sets = [k for k in recs if k != "calibration"]
     ref = {k: clip_probs(b.model_path, *win[k], b.temperature) for k in sets}
     models = {"shipped int8": args.int8 / "model.onnx"}
     for v in args.variants:
-        path = args.out / f"{v}.onnx"
+        path = args.out / f"{v}{suffix}.onnx"
         if not path.is_file():
             t0 = time.time()
             quantize_student_graph(b.model_path, path, b.input["name"], calib, VARIANTS[v])
             print(f"built {v} in {time.time() - t0:.0f} s ({len(calib)} calibration windows)", flush=True)
-        models[v] = path
+        models[v + suffix] = path
     rows = {"float32": {k: {"ua": ua(ref[k], recs[k])} for k in sets}}
     for name, path in models.items():
         rows[name] = {}
