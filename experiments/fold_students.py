@@ -5,14 +5,14 @@ and the fallback threshold on speakers the models never heard.
         --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0]
 
 The pipeline's k speaker folds (kfold_by_corpus, its seed), and with --loco its leave-one-corpus-out
-splits (RUN/loco-<corpus>: trained on the other corpus, tested on every speaker of this one), in the
-pipeline's layout: per split, the
-teacher head on the cached encoder statistics (RUN/encoder_stats), then the distilled student
-(`train_student_stage`: views, threads and resumption from last.pt as configured), its temperature
-fitted on the fold's val speakers as the export fits it. Writes RUN/fold<i>/<name>/oof.npz: the ids
-of the fold's test clips and of TESS OAF, the student's calibrated probabilities (torch, float32,
-the served windows) and the teacher head's probabilities for them. Each stage is skipped when done,
-so a stopped run resumes. `experiments.fallback_table` reads the oof files.
+splits (RUN/loco-<corpus>: trained on the other corpora, tested on every speaker of this one), in the
+pipeline's layout. Per split: the teacher head on the cached encoder statistics (RUN/encoder_stats),
+then the distilled student (`train_student_stage`: views, threads and resumption from last.pt as
+configured), its temperature fitted on the split's val speakers as the export fits it. Writes
+RUN/<split>/<name>/oof.npz: the ids of the split's test clips and of TESS OAF, the student's
+calibrated probabilities (torch, float32, the served windows) and the teacher head's probabilities
+for them. Each stage is skipped when done, so a stopped run resumes. `experiments.fallback_table`
+and `experiments.loco_table` read the oof files.
 """
 
 from __future__ import annotations
