@@ -44,15 +44,15 @@ def spread(part: dict, probs: np.ndarray, speakers: np.ndarray, classes) -> floa
 def row(label: str, parts: list[dict], speaker: dict, threshold: float) -> str:
     """One table row; several parts (TESS OAF under the fold models) are averaged, their spread
     is over the parts."""
+    got = [answers(p, threshold) for p in parts]
+    speakers = np.array([speaker.get(i, "one") for i in parts[0]["ids"]])
     cells = []
     for classes in (LABELS, FOUR):
         for m in MODELS:
-            scores = [ua(answers(p, threshold)[m], p["labels"], classes) for p in parts]
-            sd = (np.std(scores) if len(parts) > 1 else
-                  spread(parts[0], answers(parts[0], threshold)[m],
-                         np.array([speaker.get(i, "one") for i in parts[0]["ids"]]), classes))
+            scores = [ua(a[m], p["labels"], classes) for a, p in zip(got, parts)]
+            sd = np.std(scores) if len(parts) > 1 else spread(parts[0], got[0][m], speakers, classes)
             cells.append(f"{np.mean(scores):.3f} ± {sd:.3f}")
-    share = np.mean([answers(p, threshold)["share"].mean() for p in parts])
+    share = np.mean([a["share"].mean() for a in got])
     return f"| {label} | " + " | ".join(cells) + f" | {share:.0%} |"
 
 
