@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from experiments.fold_students import TESS
+from experiments.fold_students import TESS, student_config
 from export.bundles import INT8_NOTE, STUDENT_DESCRIPTION, export_bundle, export_quantized, split_info, student_name
 from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
 from service.audio import load_audio
@@ -51,8 +50,7 @@ def main() -> None:
     transfer = [t for c in cfg.corpora for t in adapter(c.name).transfer(c.root) if t.speaker in speakers]
     if not (fold / args.name / "history.json").exists():
         clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
-        scfg = replace(cfg.student, alpha=cfg.alpha)
-        scfg = replace(scfg, feature_kd=args.feature_kd) if args.feature_kd is not None else scfg
+        scfg = student_config(cfg, args.feature_kd)
         train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
     ckpt = fold / args.name / "student.pt"
     model, scfg = load_student(ckpt)

@@ -57,6 +57,12 @@ def add_short_clips(oof: Path, ckpt: Path, clips: dict) -> None:
     np.savez(oof, **z)
 
 
+def student_config(cfg: PipelineConfig, feature_kd: float | None):
+    """The recipe's distilled student: the config's, with its alpha, and feature_kd when given."""
+    scfg = replace(cfg.student, alpha=cfg.alpha)
+    return scfg if feature_kd is None else replace(scfg, feature_kd=feature_kd)
+
+
 def nested_oof_logits(run: Path, backbone: Path, cfg, parts: dict, transfer: list, clips: dict) -> np.ndarray:
     """(N, C) soft labels of parts["train"] + transfer: inner speaker folds of the training speakers,
     a head per inner fold trained on the others (early stopping on the fold's val speakers), each
@@ -114,8 +120,7 @@ def main() -> None:
         parts = apply_split(records, read_split(fold / "split.json"))
         speakers = {r.speaker for r in parts["train"]}
         teacher_dir = train_teacher_stage(fold, parts, clips, cfg, backbone)
-        scfg = replace(cfg.student, alpha=cfg.alpha)
-        scfg = replace(scfg, feature_kd=args.feature_kd) if args.feature_kd is not None else scfg
+        scfg = student_config(cfg, args.feature_kd)
         out = fold / args.name
         fold_transfer = [r for r in transfer if r.speaker in speakers]
         if not (out / "history.json").exists() and args.soft_labels == "fold":
