@@ -13,17 +13,20 @@ models. The chosen threshold maximises the held-out mean UA with the teacher ans
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 
 from experiments.confidence_signal import auroc, signals
-from service.fallback import DEFAULT_THRESHOLD, asks_teacher
+from service.fallback import DEFAULT_THRESHOLD, asks_teacher, logit_margin
 from service.labels import LABELS
 from training.metrics import classification_report
 
 FOUR = ("angry", "happy", "neutral", "sad")
 MAX_SHARE, MAX_DROP = 0.40, 0.02
+SERVED = "logit margin"
+SIGNALS = (SERVED, "max probability", "margin", "-entropy")
 
 
 def ua(probs: np.ndarray, labels: np.ndarray, classes=LABELS) -> float:
@@ -33,15 +36,21 @@ def ua(probs: np.ndarray, labels: np.ndarray, classes=LABELS) -> float:
     return classification_report(y, probs[keep][:, idx].argmax(1), list(classes))["ua"]
 
 
+def oof_parts(oof: Path) -> dict[str, dict]:
+    """corpus -> that corpus's rows of an oof file: labels, student, teacher (student_1s where it
+    was scored) and the student's calibration temperature per row (from calibration.json beside it)."""
+    z = np.load(oof)
+    t = json.loads((oof.parent / "calibration.json").read_text())["temperature"]
+    return {str(c): {**{k: z[k][z["corpus"] == c] for k in z.files if k != "corpus"},
+                     "temperature": np.full(int((z["corpus"] == c).sum()), t)} for c in np.unique(z["corpus"])}
+
+
 def load_sets(run: Path, name: str) -> dict[str, list[dict]]:
-    """set -> list of parts, each {labels, student, teacher}; TESS: one part per fold model."""
+    """set -> list of parts; TESS OAF: one part per fold model, the others pooled over the folds."""
     sets: dict[str, list[dict]] = {}
     for f in sorted(run.glob(f"fold*/{name}/oof.npz")):
-        z = np.load(f)
-        for corpus in np.unique(z["corpus"]):
-            m = z["corpus"] == corpus
-            keys = [k for k in z.files if k not in ("ids", "corpus")]   # student_1s where it was scored
-            sets.setdefault(str(corpus), []).append({k: z[k][m] for k in keys})
+        for corpus, part in oof_parts(f).items():
+            sets.setdefault(corpus, []).append(part)
     pooled = {c: [{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}] for c, parts in sets.items()
               if c != "tess-oaf"}
     return {**pooled, "tess-oaf": sets.get("tess-oaf", [])}
@@ -49,10 +58,14 @@ def load_sets(run: Path, name: str) -> dict[str, list[dict]]:
 
 def auto(part: dict, signal: str, t: float) -> tuple[np.ndarray, np.ndarray]:
     """What model=auto answers at threshold t, and where the teacher answered; the served signal
-    (max probability) through the service's own rule."""
-    to_teacher = (asks_teacher(part["student"], t) if signal == "max probability"
+    (the logit margin) through the service's own rule."""
+    to_teacher = (asks_teacher(part["student"], t, part["temperature"]) if signal == SERVED
                   else signals(part["student"])[signal] < t)
     return np.where(to_teacher[:, None], part["teacher"], part["student"]), to_teacher
+
+
+def all_signals(part: dict) -> dict[str, np.ndarray]:
+    return {SERVED: logit_margin(part["student"], part["temperature"]), **signals(part["student"])}
 
 
 def mean_over(parts: list[dict], fn) -> float:
@@ -94,24 +107,24 @@ def main() -> None:
     sets = load_sets(args.run, args.name)
     names = list(sets)
     print("| set | student | teacher | student, 4 classes | teacher, 4 classes | student, middle 1 s | " +
-          " | ".join(f"AUROC {s}" for s in signals(np.eye(6))) + " |\n|---" * 1 + "|---" * (5 + 3) + "|")
+          " | ".join(f"AUROC {s}" for s in SIGNALS) + " |\n|---" * 1 + "|---" * (5 + len(SIGNALS)) + "|")
     for n, parts in sets.items():
         cells = [mean_over(parts, lambda p, m=m, c=c: ua(p[m], p["labels"], c))
                  for c in (LABELS, FOUR) for m in ("student", "teacher")]
-        au = [mean_over(parts, lambda p, s=s: auroc(signals(p["student"])[s], p["student"].argmax(1) ==
+        au = [mean_over(parts, lambda p, s=s: auroc(all_signals(p)[s], p["student"].argmax(1) ==
                                                     np.array([LABELS.index(x) for x in p["labels"]])))
-              for s in signals(np.eye(6))]
+              for s in SIGNALS]
         short = (f"{mean_over(parts, lambda p: ua(p['student_1s'], p['labels'])):.3f}"
                  if "student_1s" in parts[0] else "not scored")
         print(f"| {n} | {cells[0]:.3f} | {cells[1]:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | {short} | " +
               " | ".join(f"{a:.3f}" for a in au) + " |")
-    for signal, grid in (("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2)),
-                         ("margin", np.round(np.arange(0.0, 0.31, 0.01), 2))):
+    for signal, grid in ((SERVED, np.round(np.arange(0.0, 4.01, 0.1), 2)),
+                         ("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2))):
         rows = curve(sets, signal, grid, (args.student_ms, args.teacher_ms))
         base, best = rows[0], chosen(rows, names)
         print(f"\n{signal}: best threshold {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share "
               f"{best['share']:.0%}; student alone {base['mean']:.3f})")
-        shown = [(best["threshold"], "chosen")] + ([(args.shipped, "shipped")] if signal == "max probability" else [])
+        shown = [(best["threshold"], "chosen")] + ([(args.shipped, "shipped")] if signal == SERVED else [])
         for t, what in shown:
             cells = [f"{n} {mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'])):.3f} / "
                      f"{mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'], FOUR)):.3f}" for n in names]
@@ -120,7 +133,7 @@ def main() -> None:
         for r in rows:
             print(f"| {r['threshold']:g} | " + " | ".join(f"{r[n]:.3f} ({r[n + ' share']:.0%})" for n in names) +
                   f" | {r['mean']:.3f} | {r['share']:.0%} | {r['ms']:.1f} |")
-        if args.plot and signal == "max probability":
+        if args.plot and signal == SERVED:
             import matplotlib
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt

@@ -1,7 +1,7 @@
 """Student, teacher and `model=auto` per held-out set, with their spread: the leave-one-corpus-out
 splits beside the speaker folds.
 
-    python -m experiments.loco_table --run /work/runs-distill/mc --name student_RF [--threshold 0.28]
+    python -m experiments.loco_table --run /work/runs-distill/mc --name student_RF [--threshold 1.6]
 
 Reads RUN/fold*/<name>/oof.npz and RUN/loco-*/<name>/oof.npz (`experiments.fold_students --loco`).
 Rows: a corpus left out (the model trained on the other corpus, tested on every speaker of this
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.fallback_table import FOUR, auto, ua
+from experiments.fallback_table import FOUR, SERVED, auto, oof_parts, ua
 from service.fallback import DEFAULT_THRESHOLD
 from service.labels import LABELS
 from training.records import read_records
@@ -27,7 +27,7 @@ MODELS = ("student", "teacher", "auto")
 
 
 def answers(part: dict, threshold: float) -> dict[str, np.ndarray]:
-    out, to_teacher = auto(part, "max probability", threshold)
+    out, to_teacher = auto(part, SERVED, threshold)
     return {"student": part["student"], "teacher": part["teacher"], "auto": out, "share": to_teacher}
 
 
@@ -56,12 +56,6 @@ def row(label: str, parts: list[dict], speaker: dict, threshold: float) -> str:
     return f"| {label} | " + " | ".join(cells) + f" | {share:.0%} |"
 
 
-def parts_of(oof: Path) -> dict[str, dict]:
-    z = np.load(oof)
-    return {str(c): {k: z[k][z["corpus"] == c] for k in ("ids", "labels", "student", "teacher")}
-            for c in np.unique(z["corpus"])}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -74,10 +68,10 @@ def main() -> None:
           " | teacher share |\n" + "|---" * 8 + "|")
     for oof in sorted(args.run.glob(f"loco-*/{args.name}/oof.npz")):
         held = oof.parts[-3][len("loco-"):]
-        sets = parts_of(oof)
+        sets = oof_parts(oof)
         print(row(f"{held}, left out", [sets[held]], speaker, args.threshold))
         print(row(f"TESS OAF, trained without {held}", [sets["tess-oaf"]], speaker, args.threshold))
-    folds = [parts_of(f) for f in sorted(args.run.glob(f"fold*/{args.name}/oof.npz"))]
+    folds = [oof_parts(f) for f in sorted(args.run.glob(f"fold*/{args.name}/oof.npz"))]
     for corpus in sorted({c for f in folds for c in f} - {"tess-oaf"}):
         pooled = {k: np.concatenate([f[corpus][k] for f in folds]) for k in folds[0][corpus]}
         print(row(f"{corpus}, speaker folds", [pooled], speaker, args.threshold))

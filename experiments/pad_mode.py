@@ -31,7 +31,7 @@ from service.speech import SpeechGate
 from training.corpora import prepare_corpus
 from training.evaluate import report_from_probs
 
-THRESHOLDS = np.round(np.arange(0.0, 0.42, 0.02), 2)   # 0: the student alone
+THRESHOLDS = np.round(np.arange(0.0, 3.01, 0.1), 2)   # logit margins (service.fallback); 0: the student alone
 
 
 def held_out(student_dir: Path, data: Path) -> dict[str, list]:
@@ -99,8 +99,8 @@ def main() -> None:
         for th in THRESHOLDS:
             row = {"threshold": float(th)}
             for s in whole:
-                row[s[0]] = ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th), records[s])
-                row[f"{s[0]} share"] = asks_teacher(np.nan_to_num(got[(m, *s)], nan=1.0), th).mean()
+                row[s[0]] = ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th, student.temperature), records[s])
+                row[f"{s[0]} share"] = asks_teacher(got[(m, *s)], th, student.temperature).mean()   # NaN (no speech): never
             row["mean"] = float(np.mean([row[n] for n in names]))
             row["share"] = float(np.mean([row[f"{n} share"] for n in names]))
             rows.append(row)

@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", type=Path, help="teacher bundle folder, or 'none' (default: SER_TEACHER_BUNDLE, "
                    "or the shipped one)")
     p.add_argument("--fallback-threshold", type=float,
-                   help="auto asks the teacher below this student confidence (default: SER_FALLBACK_THRESHOLD, else the shipped value)")
+                   help="auto asks the teacher where the student's logit margin is below this (default: SER_FALLBACK_THRESHOLD, else the shipped value)")
     p.add_argument("--segments", action="store_true", help="add per-window results as a list column")
     p.add_argument("--labels", help="answer over these labels only, comma-separated (e.g. angry,happy,neutral,sad): "
                                     "probabilities renormalised over them, as /predict?labels=")

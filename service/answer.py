@@ -39,7 +39,8 @@ class Answer:
 class Models:
     """The loaded bundles, the speech gate and the rule between them. `auto`: the student
     answers, and the teacher (when there is one) where service.fallback says the student is
-    unsure over the caller's labels; never for a clip without speech."""
+    unsure over the caller's labels; never for a clip without speech. `fallback_threshold` is
+    on the student's logit margin (service.fallback)."""
 
     student: OnnxModel
     teacher: OnnxModel | None
@@ -61,8 +62,8 @@ class Models:
         return self.teacher
 
     def unsure(self, probs: np.ndarray) -> bool:
-        """(C,) calibrated probabilities of the first model: whether its fallback answers (service.fallback)."""
-        return bool(asks_teacher(probs, self.fallback_threshold))
+        """(C,) calibrated probabilities of the student: whether its fallback answers (service.fallback)."""
+        return bool(asks_teacher(probs, self.fallback_threshold, self.student.bundle.temperature))
 
     def answer(self, data: bytes | np.ndarray, choice: ModelChoice, *, max_duration_s: float | None,
                labels: tuple[str, ...] | None = None, observe: Observe | None = None) -> Answer:

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
     # Per loaded model: what its runs at once may take (each model's batch is sized to fit; service/memory.py)
     model_memory_mb: int = Field(192, ge=16, le=65_536)
-    # auto: the teacher answers below this student confidence (service.fallback: the rule and why this default)
-    fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    # auto: the teacher answers where the student's logit margin (the gap between its two largest
+    # logits) is below this; 0: never (service.fallback: the rule and why this default)
+    fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=100.0)
     # Windows without speech do not count, and a clip without any is answered "no speech"
     # (docs/speech-gate.md). Off: every window counts, for audio already cut to speech upstream.
     speech_gate: bool = True

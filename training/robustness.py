@@ -64,9 +64,10 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
         probs = set_probs(bundles, eval_root, set_name, records, condition)
         out[set_name] = {b: _report(p, records) for b, p in probs.items()}
         if {"student", "teacher"} <= set(probs):
-            auto = auto_probs(probs["student"], probs["teacher"], AUTO_THRESHOLD)
+            t = load_bundle(bundles["student"]).temperature
+            auto = auto_probs(probs["student"], probs["teacher"], AUTO_THRESHOLD, t)
             out[set_name]["auto"] = {**_report(auto, records),
-                                     "teacher_share": float(asks_teacher(probs["student"], AUTO_THRESHOLD).mean())}
+                                     "teacher_share": float(asks_teacher(probs["student"], AUTO_THRESHOLD, t).mean())}
         for b, rep in out[set_name].items():
             (eval_root / b / "sets").mkdir(parents=True, exist_ok=True)
             (eval_root / b / "sets" / f"{set_name}.json").write_text(json.dumps(rep, indent=2))

@@ -72,7 +72,7 @@ async def predict_one(request: Request, runtime: RuntimeDep, choice: ModelChoice
 async def predict(request: Request, runtime: RuntimeDep, model: ModelChoice = "auto",
                   top_k: TopK = 3, segments: Segments = False, labels: Labels = None) -> AnswerJSON:
     """Emotion of one clip. `model=auto`: the student answers, and the teacher when the
-    student's calibrated confidence is below SER_FALLBACK_THRESHOLD. A clip without speech is
+    student's logit margin is below SER_FALLBACK_THRESHOLD. A clip without speech is
     answered `"no_speech": true` with a null `label`.
 
     `curl -F file=@03-01-05-01-01-01-01.flac http://127.0.0.1:8000/predict`, or the raw

@@ -29,7 +29,7 @@ infer_router = APIRouter(prefix="/v2", tags=TAGS)
 
 # A str checked by oip.model_choice, not a Literal: an unknown model is a 404, as the protocol's servers answer.
 ModelName = Annotated[str, Path(description="`student`, `teacher`, or `auto`: the student, and the teacher when "
-                                            "the student's confidence is below SER_FALLBACK_THRESHOLD",
+                                            "the student's logit margin is below SER_FALLBACK_THRESHOLD",
                                 json_schema_extra={"enum": list(oip.MODEL_NAMES)})]
 MODEL_ERRORS = error_responses("oip_model", protocol=True)
 BINARY = {"schema": {"type": "string", "format": "binary"}}

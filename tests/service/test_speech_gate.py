@@ -99,7 +99,7 @@ def test_windows_without_speech_do_not_count(student, gate, ravdess_clip):
 
 def test_no_fallback_for_a_clip_without_speech(student, gate):
     """An unsure student would ask the teacher; without speech there is nothing to ask about."""
-    models = Models(student, student, fallback_threshold=1.0, gate=gate)
+    models = Models(student, student, fallback_threshold=100.0, gate=gate)   # any margin is below it
     a = models.answer(three_seconds("silence"), "auto", max_duration_s=None)
     assert a.prediction.no_speech and not a.fell_back
 

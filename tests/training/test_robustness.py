@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest
-from service.fallback import auto_probs
 from training.robustness import evaluate_sets, robustness_sets
-
-
-def test_auto_asks_the_teacher_only_below_the_threshold():
-    student = np.array([[0.9, 0.1], [0.4, 0.6], [0.45, 0.55]])
-    teacher = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.8]])
-    assert np.array_equal(auto_probs(student, teacher, 0.58), np.stack([student[0], student[1], teacher[2]]))
 
 
 def test_sets_score_every_bundle_and_auto_and_are_cached(tmp_path, unsure_student_bundle, teacher_bundle):
