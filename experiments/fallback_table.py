@@ -19,21 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from experiments.confidence_signal import auroc, signals
-from service.fallback import DEFAULT_THRESHOLD, asks_teacher, logit_margin
+from pipeline.fallback import MARGINS, MAX_SHARE, chosen, curve, served, ua
+from service.fallback import DEFAULT_THRESHOLD, logit_margin
 from service.labels import LABELS
-from training.metrics import classification_report
 
 FOUR = ("angry", "happy", "neutral", "sad")
-MAX_SHARE, MAX_DROP = 0.40, 0.02
 SERVED = "logit margin"
 SIGNALS = (SERVED, "max probability", "margin", "-entropy")
-
-
-def ua(probs: np.ndarray, labels: np.ndarray, classes=LABELS) -> float:
-    idx = [LABELS.index(c) for c in classes]
-    keep = np.isin(labels, classes)
-    y = np.array([classes.index(lab) for lab in labels[keep]])
-    return classification_report(y, probs[keep][:, idx].argmax(1), list(classes))["ua"]
 
 
 def oof_parts(oof: Path) -> dict[str, dict]:
@@ -56,11 +48,9 @@ def load_sets(run: Path, name: str) -> dict[str, list[dict]]:
     return {**pooled, "tess-oaf": sets.get("tess-oaf", [])}
 
 
-def auto(part: dict, signal: str, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """What model=auto answers at threshold t, and where the teacher answered; the served signal
-    (the logit margin) through the service's own rule."""
-    to_teacher = (asks_teacher(part["student"], t, part["temperature"]) if signal == SERVED
-                  else signals(part["student"])[signal] < t)
+def auto(part: dict, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """What model=auto answers at threshold t, and where the teacher answered (the service's rule)."""
+    to_teacher = served(part, t)
     return np.where(to_teacher[:, None], part["teacher"], part["student"]), to_teacher
 
 
@@ -72,27 +62,10 @@ def mean_over(parts: list[dict], fn) -> float:
     return float(np.mean([fn(p) for p in parts]))
 
 
-def curve(sets: dict, signal: str, thresholds, ms: tuple[float, float], classes=LABELS) -> list[dict]:
-    rows = []
-    for t in thresholds:
-        row = {"threshold": float(t)}
-        for name, parts in sets.items():
-            row[name] = mean_over(parts, lambda p: ua(auto(p, signal, t)[0], p["labels"], classes))
-            row[f"{name} share"] = mean_over(parts, lambda p: auto(p, signal, t)[1].mean())
-        row["mean"] = float(np.mean([row[n] for n in sets]))
-        row["share"] = float(np.mean([row[f"{n} share"] for n in sets]))
-        row["ms"] = ms[0] + row["share"] * ms[1]
-        rows.append(row)
-    return rows
-
-
-def chosen(rows: list[dict], names: list[str]) -> dict:
-    """The fallback rule: of the rows of a threshold curve (rows[0] at threshold 0, the student
-    alone), the one with the largest mean UA where the teacher answers at most MAX_SHARE of clips
-    and no set in `names` is more than MAX_DROP below the student alone."""
-    base = rows[0]
-    ok = [r for r in rows if r["share"] <= MAX_SHARE and all(r[n] >= base[n] - MAX_DROP for n in names)]
-    return max(ok, key=lambda r: r["mean"])
+def signal_curve(sets: dict, signal: str, thresholds, ms: tuple[float, float], classes=LABELS) -> list[dict]:
+    """The pipeline's curve on any signal, with the mean latency per clip of each row."""
+    to_teacher = served if signal == SERVED else (lambda p, t: signals(p["student"])[signal] < t)
+    return [{**r, "ms": ms[0] + r["share"] * ms[1]} for r in curve(sets, thresholds, to_teacher, classes)]
 
 
 def main() -> None:
@@ -118,16 +91,16 @@ def main() -> None:
                  if "student_1s" in parts[0] else "not scored")
         print(f"| {n} | {cells[0]:.3f} | {cells[1]:.3f} | {cells[2]:.3f} | {cells[3]:.3f} | {short} | " +
               " | ".join(f"{a:.3f}" for a in au) + " |")
-    for signal, grid in ((SERVED, np.round(np.arange(0.0, 4.01, 0.1), 2)),
+    for signal, grid in ((SERVED, MARGINS),
                          ("max probability", np.round(np.arange(0.0, 0.62, 0.02), 2))):
-        rows = curve(sets, signal, grid, (args.student_ms, args.teacher_ms))
+        rows = signal_curve(sets, signal, grid, (args.student_ms, args.teacher_ms))
         base, best = rows[0], chosen(rows, names)
         print(f"\n{signal}: best threshold {best['threshold']:g} (mean UA {best['mean']:.3f}, teacher share "
               f"{best['share']:.0%}; student alone {base['mean']:.3f})")
         shown = [(best["threshold"], "chosen")] + ([(args.shipped, "shipped")] if signal == SERVED else [])
         for t, what in shown:
-            cells = [f"{n} {mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'])):.3f} / "
-                     f"{mean_over(sets[n], lambda p: ua(auto(p, signal, t)[0], p['labels'], FOUR)):.3f}" for n in names]
+            six, four = (signal_curve(sets, signal, [t], (0, 0), c)[0] for c in (LABELS, FOUR))
+            cells = [f"{n} {six[n]:.3f} / {four[n]:.3f}" for n in names]
             print(f"auto at the {what} threshold {t:g}, UA 6 / 4 classes: " + "; ".join(cells))
         print("| threshold | " + " | ".join(names) + " | mean UA | teacher share | mean ms |\n" + "|---" * (len(names) + 4) + "|")
         for r in rows:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.fallback_table import FOUR, SERVED, auto, oof_parts, ua
+from experiments.fallback_table import FOUR, auto, oof_parts, ua
 from service.fallback import DEFAULT_THRESHOLD
 from service.labels import LABELS
 from training.records import read_records
@@ -27,7 +27,7 @@ MODELS = ("student", "teacher", "auto")
 
 
 def answers(part: dict, threshold: float) -> dict[str, np.ndarray]:
-    out, to_teacher = auto(part, SERVED, threshold)
+    out, to_teacher = auto(part, threshold)
     return {"student": part["student"], "teacher": part["teacher"], "auto": out, "share": to_teacher}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.fallback_table import chosen
+from pipeline.fallback import MARGINS, chosen
 from service.audio import SAMPLE_RATE, load_audio, trim_silence
 from service.bundle import load_bundle
 from service.fallback import asks_teacher, auto_probs
@@ -31,7 +31,6 @@ from service.speech import SpeechGate
 from training.corpora import prepare_corpus
 from training.evaluate import report_from_probs
 
-THRESHOLDS = np.round(np.arange(0.0, 3.01, 0.1), 2)   # logit margins (service.fallback); 0: the student alone
 
 
 def held_out(student_dir: Path, data: Path) -> dict[str, list]:
@@ -96,7 +95,7 @@ def main() -> None:
         print("|---" * (len(whole) + 4) + "|")
         names = [s[0] for s in whole]
         rows = []
-        for th in THRESHOLDS:
+        for th in MARGINS:
             row = {"threshold": float(th)}
             for s in whole:
                 row[s[0]] = ua(auto_probs(got[(m, *s)], got[("teacher", *s)], th, student.temperature), records[s])

@@ -78,11 +78,11 @@ def degraded_table(splits: list[dict]) -> dict[str, dict]:
                                    for m in MODELS if m in folds[0]["sets"][n]} for n in names}
 
 
-def write_summary(out: Path, splits: list[dict], k: int) -> dict:
-    """summary.json and report.md over the splits that ran."""
+def write_summary(out: Path, splits: list[dict], k: int, fallback: dict | None = None) -> dict:
+    """summary.json and report.md over the splits that ran; `fallback`: pipeline.fallback.choose's."""
     rows = corpus_table(splits)
     summary = {"k": k, "splits": [s["fold"] for s in splits], "corpora": rows,
-               "heldout_mean": heldout_mean(rows), "degraded": degraded_table(splits)}
+               "heldout_mean": heldout_mean(rows), "degraded": degraded_table(splits), "fallback": fallback}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(markdown(summary))
     return summary
@@ -110,12 +110,28 @@ def markdown(s: dict) -> str:
                   "| condition-corpus | " + " | ".join(NAMES.get(m, m) for m in dmodels) + " |",
                   "|---" * (len(dmodels) + 1) + "|"]
         lines += [f"| {n} | " + " | ".join(f"{r[m]:.3f}" for m in dmodels) + " |" for n, r in s["degraded"].items()]
+    if s.get("fallback"):
+        lines += fallback_markdown(s["fallback"])
     lines += ["", "## Confusion matrices (rows: true class, columns: predicted; "
               + ", ".join(next(iter(rows.values()))["teacher"]["labels"]) + ")", ""]
     for name, r in rows.items():
         for m in [m for m in ("teacher", "student") if m in r]:
             lines.append(f"- {name}, {NAMES.get(m, m)}: `{r[m]['confusion']}`")
     return "\n".join(lines) + "\n"
+
+
+def fallback_markdown(f: dict) -> list[str]:
+    names = [k for k in f["chosen"] if k not in ("threshold", "mean", "share") and not k.endswith(" share")]
+    best = f["chosen"]
+    lines = ["", "## `model=auto`: the fallback threshold", "",
+             f"Chosen on the k folds' students and teachers (pipeline.fallback): a logit margin of "
+             f"**{f['threshold']:g}**, mean UA {best['mean']:.3f} (student alone {f['curve'][0]['mean']:.3f}) with the "
+             f"teacher answering {best['share']:.0%} of clips. `--final` writes it into the students' bundle.json; "
+             "the `auto` column above is at the service's threshold for the split students.", "",
+             "| logit margin | " + " | ".join(names) + " | mean UA | teacher share |", "|---" * (len(names) + 3) + "|"]
+    lines += [f"| {r['threshold']:g} | " + " | ".join(f"{r[n]:.3f} ({r[n + ' share']:.0%})" for n in names)
+              + f" | {r['mean']:.3f} | {r['share']:.0%} |" for r in f["curve"]]
+    return lines
 
 
 def write_final(final: Path, result: dict, summary: dict) -> dict:
@@ -130,6 +146,8 @@ def write_final(final: Path, result: dict, summary: dict) -> dict:
         meta["metrics"] = {"estimates": rows, "heldout_mean_ua": summary["heldout_mean"].get(model),
                            "cross_corpus_ua": cross}
         meta["extra"]["comparison"] = estimates_markdown(rows, summary["heldout_mean"].get(model), cross, summary)
+        if summary.get("fallback") and model in ("student", "student-int8"):
+            meta["fallback_threshold"] = summary["fallback"]["threshold"]
         write_bundle(bundle, meta, model_card(meta, None, meta["extra"]["description"]))
     final_summary = {"bundles": sorted(b.name for b in (final / "bundles").iterdir()), "sets": result["sets"]}
     (final / "summary.json").write_text(json.dumps(final_summary, indent=2))

@@ -15,9 +15,11 @@ interrupted pipeline resumes where it stopped. Layout of runs/NAME (one split pe
                                        calibrated on the val speakers
         eval/<bundle>/sets/            per set: test-<corpus>, degraded-<condition>-<corpus>,
                                        cross-<name> (training.robustness)
-    report.md, summary.json            the corpus x model tables over the splits that ran
+    report.md, summary.json            the corpus x model tables over the splits that ran, and the
+                                       fallback threshold chosen on the folds (pipeline.fallback)
     final/                             `--final`: the same stages on every speaker but the val ones
-                                       (no test set; the cards carry the estimates above)
+                                       (no test set; the cards carry the estimates above, the
+                                       students' bundle.json the fallback threshold)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from export.bundles import export_fold_bundles
+from pipeline.fallback import choose, fold_sets
 from pipeline.report import write_final, write_summary
 from pipeline.teachers import soft_labels, teacher_features, train_teacher_stage
 from training.data import load_clips
@@ -130,7 +133,9 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     clips = decode_corpus(every)
     results = [run_fold(out / name, split, records, clips, cfg, transfer, cross, students_of(name, cfg))
                for name, split in splits(records, cfg)]
-    summary = write_summary(out, results, k=cfg.folds)
+    folds = [out / name for name, _ in splits(records, cfg) if name.startswith("fold")]
+    sets = fold_sets(folds, records, cross, cfg.degraded_clips)
+    summary = write_summary(out, results, k=cfg.folds, fallback=choose(sets) if sets else None)
     if final:
         split = split_by_corpus(records, val_speakers=cfg.val_speakers, seed=cfg.seed)
         result = run_fold(out / "final", split, records, clips, cfg, transfer, cross, students_of("final", cfg))

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from service.audio import SAMPLE_RATE, checked_waveform, load_audio
-from service.fallback import asks_teacher
+from service.fallback import asks_teacher, threshold_for
 from service.inference import OnnxModel, Prediction, rounded
 from service.speech import SpeechGate
 
@@ -39,13 +39,18 @@ class Answer:
 class Models:
     """The loaded bundles, the speech gate and the rule between them. `auto`: the student
     answers, and the teacher (when there is one) where service.fallback says the student is
-    unsure over the caller's labels; never for a clip without speech. `fallback_threshold` is
-    on the student's logit margin (service.fallback)."""
+    unsure over the caller's labels; never for a clip without speech. `fallback_threshold`
+    (SER_FALLBACK_THRESHOLD) overrides the student bundle's own (service.fallback.threshold_for)."""
 
     student: OnnxModel
     teacher: OnnxModel | None
-    fallback_threshold: float
+    fallback_threshold: float | None = None
     gate: SpeechGate | None = None   # None: every window counts, speech or not
+
+    @property
+    def threshold(self) -> float:
+        """The logit margin below which `auto` asks the teacher."""
+        return threshold_for(self.student.bundle, self.fallback_threshold)
 
     def first(self, choice: ModelChoice) -> OnnxModel:
         if choice != "teacher":
@@ -63,7 +68,7 @@ class Models:
 
     def unsure(self, probs: np.ndarray) -> bool:
         """(C,) calibrated probabilities of the student: whether its fallback answers (service.fallback)."""
-        return bool(asks_teacher(probs, self.fallback_threshold, self.student.bundle.temperature))
+        return bool(asks_teacher(probs, self.threshold, self.student.bundle.temperature))
 
     def answer(self, data: bytes | np.ndarray, choice: ModelChoice, *, max_duration_s: float | None,
                labels: tuple[str, ...] | None = None, observe: Observe | None = None) -> Answer:

@@ -36,6 +36,9 @@ class Bundle:
     input: dict[str, Any]            # {"name": ..., "shape": ["batch", "samples"]}
     output: dict[str, Any]           # {"name": ..., "shape": ["batch", 6]}
     temperature: float = 1.0         # calibration: probabilities = softmax(logits / T)
+    # A student's: the logit margin below which `auto` asks the teacher, chosen for its recipe by
+    # `ser pipeline` (pipeline.fallback); None: service.fallback's default.
+    fallback_threshold: float | None = None
     parameters: int = 0
     sha256: str = ""
     precision: str = "float32"
@@ -54,6 +57,8 @@ class Bundle:
         for k, v in asdict(self).items():
             d.update(v if k == "windowing" else {k: v})
         d.pop("path")
+        if self.fallback_threshold is None:   # only a student chosen for a recipe names one
+            d.pop("fallback_threshold")
         d["labels"] = list(self.labels)
         return d
 
@@ -112,6 +117,8 @@ def _validated(b: Bundle, where: Path) -> Bundle:
         raise BundleError(f"{where}: labels must be >= 2 distinct names, got {b.labels}")
     if not b.temperature > 0:
         raise BundleError(f"{where}: temperature must be > 0, got {b.temperature}")
+    if b.fallback_threshold is not None and not 0 <= b.fallback_threshold <= 100:
+        raise BundleError(f"{where}: fallback_threshold must be a logit margin in [0, 100], got {b.fallback_threshold}")
     return Bundle(**{**b.__dict__, "labels": tuple(b.labels)})
 
 

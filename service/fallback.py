@@ -13,9 +13,15 @@ shipped student: docs/experiments.md, "A fallback signal that carries over".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-# The shipped value, stated here only (SER_FALLBACK_THRESHOLD overrides it). 1.6: the largest
+if TYPE_CHECKING:
+    from service.bundle import Bundle
+
+# For a student bundle that names no threshold of its own (SER_FALLBACK_THRESHOLD overrides
+# both: `threshold_for`); the shipped student names this one. 1.6: the largest
 # mean UA over held-out corpora (speaker folds of RAVDESS and nEMO, TESS OAF) with the teacher
 # answering at most 40 % of clips and no set more than 0.02 below the student alone, for fold
 # students of the shipped recipe and schedule; on the shipped pair's own held-out audio it sends
@@ -43,3 +49,11 @@ def auto_probs(student: np.ndarray, teacher: np.ndarray, threshold: float,
                temperature: float | np.ndarray) -> np.ndarray:
     """(N, C) student and teacher probabilities -> what `model=auto` answers for each row."""
     return np.where(asks_teacher(student, threshold, temperature)[:, None], teacher, student)
+
+
+def threshold_for(student: Bundle, override: float | None = None) -> float:
+    """The threshold `auto` uses with this student: `override` (SER_FALLBACK_THRESHOLD) when set,
+    else the one chosen for the student's recipe (its bundle's `fallback_threshold`), else the default."""
+    if override is not None:
+        return override
+    return DEFAULT_THRESHOLD if student.fallback_threshold is None else student.fallback_threshold

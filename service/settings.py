@@ -9,7 +9,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import shipped
 from service.bundle import BundleError
-from service.fallback import DEFAULT_THRESHOLD
 
 UPLOAD_LARGE_SHARE = 0.75   # of SER_MAX_INFLIGHT_BYTES that uploads over 1 MB may hold together
 
@@ -32,8 +31,8 @@ class Settings(BaseSettings):
     # Per loaded model: what its runs at once may take (each model's batch is sized to fit; service/memory.py)
     model_memory_mb: int = Field(192, ge=16, le=65_536)
     # auto: the teacher answers where the student's logit margin (the gap between its two largest
-    # logits) is below this; 0: never (service.fallback: the rule and why this default)
-    fallback_threshold: float = Field(DEFAULT_THRESHOLD, ge=0.0, le=100.0)
+    # logits) is below this; 0: never. Unset: the student bundle's own, else service.fallback's default.
+    fallback_threshold: float | None = Field(None, ge=0.0, le=100.0)
     # Windows without speech do not count, and a clip without any is answered "no speech"
     # (docs/speech-gate.md). Off: every window counts, for audio already cut to speech upstream.
     speech_gate: bool = True

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from service.audio import load_audio
 from service.bundle import load_bundle
-from service.fallback import asks_teacher, auto_probs
+from service.fallback import asks_teacher, auto_probs, threshold_for
 from service.inference import OnnxModel
 from service.labels import LABELS
 from service.settings import Settings
@@ -32,7 +32,6 @@ from training.evaluate import report_from_probs
 from training.records import Utterance
 
 REPORT_KEYS = ("n", "accuracy", "ua", "macro_f1", "per_class_recall", "labels", "confusion")
-AUTO_THRESHOLD = Settings().fallback_threshold   # as the service decides (SER_FALLBACK_THRESHOLD or the default)
 
 
 def set_probs(bundles: dict[str, Path], eval_root: Path, name: str, records: list[Utterance],
@@ -64,10 +63,10 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
         probs = set_probs(bundles, eval_root, set_name, records, condition)
         out[set_name] = {b: _report(p, records) for b, p in probs.items()}
         if {"student", "teacher"} <= set(probs):
-            t = load_bundle(bundles["student"]).temperature
-            auto = auto_probs(probs["student"], probs["teacher"], AUTO_THRESHOLD, t)
-            out[set_name]["auto"] = {**_report(auto, records),
-                                     "teacher_share": float(asks_teacher(probs["student"], AUTO_THRESHOLD, t).mean())}
+            student = load_bundle(bundles["student"])
+            th, t = threshold_for(student, Settings().fallback_threshold), student.temperature   # as the service decides
+            out[set_name]["auto"] = {**_report(auto_probs(probs["student"], probs["teacher"], th, t), records),
+                                     "teacher_share": float(asks_teacher(probs["student"], th, t).mean())}
         for b, rep in out[set_name].items():
             (eval_root / b / "sets").mkdir(parents=True, exist_ok=True)
             (eval_root / b / "sets" / f"{set_name}.json").write_text(json.dumps(rep, indent=2))

@@ -75,7 +75,7 @@ async def get_model_metadata(runtime: RuntimeDep, model_name: ModelName) -> dict
     model = runtime.model_for(choice)
     if choice != "auto":
         return oip.model_metadata(choice, model)
-    return oip.model_metadata(choice, model, runtime.teacher, runtime.settings.fallback_threshold)
+    return oip.model_metadata(choice, model, runtime.teacher, runtime.loaded.threshold)
 
 
 @router.get("/models/{model_name}/ready", response_model=oip.ModelReadiness, responses=MODEL_ERRORS)

@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.fallback import MAX_DROP, MAX_SHARE, fold_sets
 from pipeline.run import PipelineConfig, run_pipeline
 from pipeline.teachers import encoder_stats
 from training.runs import checkpoint_probs
 from training.teacher_folder import load_teacher_folder, read_kind
 from service.audio import load_audio
+from service.answer import Models
 from service.bundle import load_bundle
+from service.inference import OnnxModel
 from tests.support.bundles import save_tiny
 from tests.support.corpora import make_manifest_corpus
 from training.corpora import prepare_manifest, write_corpus_info
@@ -134,6 +137,26 @@ def test_final_models_carry_the_estimates_in_their_cards(run):
     card = (final / "bundles" / "teacher" / "MODEL_CARD.md").read_text()
     assert "no held-out test set" in card and "b left out" in card
     assert not (final / "student_alone").exists()
+
+
+def test_the_fallback_threshold_is_chosen_on_the_folds_and_carried_by_the_final_students(run):
+    records, out, cfg, _, cross = run["args"]
+    sets = fold_sets([out / "fold0", out / "fold1"], records, cross, cfg.degraded_clips)
+    assert set(sets) == {"test-a", "test-b", "cross-other"} and len(sets["cross-other"]) == 2   # one per fold model
+    assert len(sets["test-a"][0]["labels"]) == sum(r.corpus == "a" for r in records)       # every clip once
+    fallback, names = run["summary"]["fallback"], list(sets)
+    base, best = fallback["curve"][0], fallback["chosen"]
+    allowed = [r for r in fallback["curve"]
+               if r["share"] <= MAX_SHARE and all(r[n] >= base[n] - MAX_DROP for n in names)]
+    assert best in allowed and best["mean"] == max(r["mean"] for r in allowed)
+    assert best["threshold"] == fallback["threshold"] and base["threshold"] == 0 and base["share"] == 0
+    bundles = out / "final" / "bundles"
+    for name in ("student", "student-int8"):
+        student = OnnxModel(load_bundle(bundles / name))
+        assert Models(student, None).threshold == fallback["threshold"]
+        assert Models(student, None, fallback_threshold=0.7).threshold == 0.7   # SER_FALLBACK_THRESHOLD wins
+    assert load_bundle(bundles / "teacher").fallback_threshold is None
+    assert "## `model=auto`: the fallback threshold" in (out / "report.md").read_text()
 
 
 def test_a_resumed_run_retrains_and_re_exports_nothing(run):
