@@ -36,6 +36,7 @@ def edit_meta(folder, **changes):
     (dict(labels=["a", "a"]), "labels"),
     (dict(temperature=0), "temperature"),
     (dict(pad="mirror"), "pad"),
+    (dict(fallback_threshold=-1.0), "fallback_threshold"),
 ])
 def test_invalid_metadata(bundle_copy, change, message):
     edit_meta(bundle_copy, **change)
