@@ -32,7 +32,6 @@ from training.corpora import prepare_corpus
 from training.evaluate import report_from_probs
 
 
-
 def held_out(student_dir: Path, data: Path) -> dict[str, list]:
     val = set(load_bundle(student_dir).training["split"]["speakers"]["val"])
     sets = {name: [r for r in prepare_corpus(name, data / name) if r.speaker in val] for name in ("ravdess", "nemo")}

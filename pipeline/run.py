@@ -131,9 +131,10 @@ def run_pipeline(records: list[Utterance], out: Path, cfg: PipelineConfig,
     cross = cross or {}
     every = [*records, *transfer]
     clips = decode_corpus(every)
+    named = splits(records, cfg)
     results = [run_fold(out / name, split, records, clips, cfg, transfer, cross, students_of(name, cfg))
-               for name, split in splits(records, cfg)]
-    folds = [out / name for name, _ in splits(records, cfg) if name.startswith("fold")]
+               for name, split in named]
+    folds = [out / name for name, _ in named if name.startswith("fold")]
     sets = fold_sets(folds, records, cross, cfg.degraded_clips)
     summary = write_summary(out, results, k=cfg.folds, fallback=choose(sets) if sets else None)
     if final:

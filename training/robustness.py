@@ -59,12 +59,13 @@ def evaluate_sets(bundles: dict[str, Path], eval_root: Path, sets: dict[str, tup
     """{set: {bundle name: report, "auto": report}} for every bundle and set; "auto" when both
     a "student" and a "teacher" bundle are given."""
     out = {}
+    if {"student", "teacher"} <= set(bundles):   # the rule as the service applies it to this student
+        student = load_bundle(bundles["student"])
+        th, t = threshold_for(student, Settings().fallback_threshold), student.temperature
     for set_name, (records, condition) in sets.items():
         probs = set_probs(bundles, eval_root, set_name, records, condition)
         out[set_name] = {b: _report(p, records) for b, p in probs.items()}
         if {"student", "teacher"} <= set(probs):
-            student = load_bundle(bundles["student"])
-            th, t = threshold_for(student, Settings().fallback_threshold), student.temperature   # as the service decides
             out[set_name]["auto"] = {**_report(auto_probs(probs["student"], probs["teacher"], th, t), records),
                                      "teacher_share": float(asks_teacher(probs["student"], th, t).mean())}
         for b, rep in out[set_name].items():
