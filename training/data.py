@@ -123,7 +123,8 @@ class CropDataset(Dataset):
 class ViewDataset(Dataset):
     """CropDataset's items from cached views (training.views, one (k, S) file per clip): per
     epoch, each clip gives one of its k rendered views, drawn by (seed, epoch, clip), and is
-    shortened as CropDataset's crops are (with `pad`, the fill the views were rendered with)."""
+    shortened as CropDataset's crops are (with `pad`, the fill the views were rendered with).
+    `soft` is one target row per clip (N, D), or one per view (N, k, D)."""
 
     def __init__(self, files: list, labels: list[str | None], *, soft: np.ndarray | None = None, seed: int = 0,
                  short: tuple[float, int] = (0.0, 0), pad: str = "zero"):
@@ -136,5 +137,6 @@ class ViewDataset(Dataset):
     def __getitem__(self, i: int):
         views = np.load(self.files[i], mmap_mode="r")
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        x = shorten(views[int(rng.integers(len(views)))].astype(np.float32), rng, *self.short, self.pad)
-        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i])
+        j = int(rng.integers(len(views)))
+        x = shorten(views[j].astype(np.float32), rng, *self.short, self.pad)
+        return torch.from_numpy(x), int(self.y[i]), torch.from_numpy(self.soft[i, j] if self.soft.ndim == 3 else self.soft[i])

@@ -90,9 +90,18 @@ def feature_loss(projected: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def standardise(feats: np.ndarray) -> np.ndarray:
-    """(N, H) teacher features z-scored per dimension over the training clips: ReLU activations share
-    a large positive mean, and a cosine on them would reward matching that instead of what differs."""
-    return ((feats - feats.mean(axis=0)) / (feats.std(axis=0) + 1e-5)).astype(np.float32)
+    """(N, H) or (N, k, H) teacher features z-scored per dimension over the training clips (and
+    views): ReLU activations share a large positive mean, and a cosine on them would reward matching
+    that instead of what differs."""
+    flat = feats.reshape(-1, feats.shape[-1])
+    return ((feats - flat.mean(axis=0)) / (flat.std(axis=0) + 1e-5)).astype(np.float32)
+
+
+def augment_of(cfg: StudentConfig) -> Augment | None:
+    """The augmentation of the student's training crops (and of its cached views)."""
+    if not cfg.augment:
+        return None
+    return Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
 
 
 def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val: tuple[list, list[str]],
@@ -105,7 +114,8 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     cfg.windowing says so, as the service trims; a label None marks an unlabeled clip, which
     teaches through its soft label only.
     teacher_logits: (N, C) per example. teacher_features: (N, H) per example, the targets of
-    feature distillation (cfg.feature_kd > 0). weights: how often each example is drawn (an epoch
+    feature distillation (cfg.feature_kd > 0). With cached views, both may instead be given per
+    view, (N, k, C) and (N, k, H): the teacher's answer on the very audio of each view. weights: how often each example is drawn (an epoch
     draws N crops with replacement; None: each example once per epoch, shuffled).
     ids, views_root: the clips' stable ids and the folder of cached views (cfg.views > 0).
     Writes out_dir/{student.pt, config.json, history.json}; out_dir/last.pt holds the state
@@ -125,16 +135,18 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
         if teacher_features is None:
             raise ValueError("feature_kd > 0 needs teacher_features")
         # the datasets carry one target row per clip: the teacher's logits, then its features
-        logits = teacher_logits if teacher_logits is not None else np.zeros((len(train[0]), n_classes), np.float32)
-        soft = np.concatenate([logits, standardise(teacher_features)], axis=1).astype(np.float32)
-    augment = Augment(speed=cfg.speed, degrade_p=cfg.degrade_p, noise_p=cfg.noise_p, reverb_p=cfg.reverb_p)
-    augment = augment if cfg.augment else None
+        shape = (*teacher_features.shape[:-1], n_classes)
+        logits = teacher_logits if teacher_logits is not None else np.zeros(shape, np.float32)
+        soft = np.concatenate([logits, standardise(teacher_features)], axis=-1).astype(np.float32)
+    augment = augment_of(cfg)
     short = (cfg.short_p, int(cfg.short_min_s * SAMPLE_RATE))
     if cfg.views:
         if ids is None or views_root is None:
             raise ValueError("views > 0 needs the clips' ids and a views_root folder")
         views = render_views(train[0], ids, cfg.windowing, augment, cfg.seed, cfg.views, views_root)
         ds = ViewDataset(views, train[1], soft=soft, seed=cfg.seed, short=short, pad=cfg.pad)
+    elif soft is not None and soft.ndim == 3:
+        raise ValueError("teacher targets per view need cached views (views > 0)")
     else:
         ds = CropDataset(train[0], train[1], cfg.windowing, soft=soft, augment=augment, seed=cfg.seed, short=short)
     gen = torch.Generator()

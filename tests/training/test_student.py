@@ -222,3 +222,36 @@ def test_feature_distillation_trains_a_projection_that_is_never_exported(tmp_pat
     io = [[(v.name, str(v.type)) for v in [*g.input, *g.output]] for g in graphs]
     ops = [[n.op_type for n in g.node if n.op_type not in ("Identity", "Constant")] for g in graphs]
     assert io[0] == io[1] and ops[0] == ops[1]
+
+
+def test_per_view_targets_follow_the_view_drawn(tmp_path):
+    """Targets given per cached view, (N, k, D): each item's target is the row of the very view
+    it returns; per-clip targets (N, D) stay one row for every view; without views it is refused."""
+    from training.data import ViewDataset
+    from training.train_student import standardise
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.npy")
+        np.save(files[-1], np.stack([np.full(1000, 10 * i + j, np.float16) for j in range(4)]))
+    soft = np.array([[[10 * i + j] * 2 for j in range(4)] for i in range(3)], np.float32)
+    ds = ViewDataset(files, ["angry"] * 3, soft=soft)
+    seen = set()
+    for epoch in range(6):
+        ds.epoch = epoch
+        for i in range(3):
+            x, _, target = ds[i]
+            assert torch.all(x == x[0]) and torch.all(target == x[0])
+            seen.add(float(x[0]))
+    assert len(seen) > 3   # more than one view per clip was drawn
+    _, _, target = ViewDataset(files, ["angry"] * 3, soft=soft[:, 0])[2]
+    assert torch.all(target == 20)
+
+    feats = np.random.default_rng(0).normal(3.0, 2.0, size=(5, 4, 8))
+    assert np.allclose(standardise(feats), standardise(feats.reshape(20, 8)).reshape(5, 4, 8), atol=1e-5)
+
+    cfg = StudentConfig.from_dict({"epochs": 1, "batch_size": 4, "window_s": 1.0, "threads": 1, "alpha": 0.5,
+                                   "model": {"channels": [16, 16], "bottleneck": 16, "hidden": 16}})
+    clips, labels = [voice(1.5, seed=i) for i in range(4)], ["angry", "sad"] * 2
+    with pytest.raises(ValueError, match="per view"):
+        train_student(cfg, (clips, labels), (clips, labels), tmp_path / "s", teacher_logits=np.zeros((4, 2, 6), np.float32))
