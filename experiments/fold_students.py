@@ -2,7 +2,7 @@
 and the fallback threshold on speakers the models never heard.
 
     python -m experiments.fold_students --run /work/runs-distill/mc --config configs/multicorpus-fast.json \
-        --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0]
+        --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0] [--soft-labels view]
 
 The pipeline's k speaker folds (kfold_by_corpus, its seed), and with --loco its leave-one-corpus-out
 splits (RUN/loco-<corpus>: trained on the other corpora, tested on every speaker of this one), in the
@@ -94,6 +94,15 @@ def per_view_targets(run: Path, backbone: Path, scfg, teacher_dir: Path, train: 
     return np.stack([head(v).numpy() for v in x]), np.stack([head.hidden(v).numpy() for v in x])
 
 
+def train_distilled(scfg, train: list, val: list, clips: dict, cfg: PipelineConfig, out: Path, logits: np.ndarray,
+                    feats: np.ndarray | None, views_root: Path) -> None:
+    """train_student_stage's student with teacher targets given (per clip or per cached view)."""
+    weights = balance_weights(train, cfg.balanced) * np.array([cfg.weight(r.corpus) for r in train])
+    train_student(scfg, ([clips[r.id] for r in train], [r.label for r in train]),
+                  ([clips[r.id] for r in val], [r.label for r in val]), out, teacher_logits=logits, weights=weights,
+                  ids=[r.id for r in train], views_root=views_root, teacher_features=feats if scfg.feature_kd > 0 else None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -141,16 +150,11 @@ def main() -> None:
             train_student_stage(fold, args.name, scfg, parts, fold_transfer, clips, cfg, teacher_dir)
         elif not (out / "history.json").exists():
             train = parts["train"] + fold_transfer
-            feats = None
             if args.soft_labels == "oof":
-                logits = nested_oof_logits(args.run, backbone, cfg, parts, fold_transfer, clips)
+                targets = nested_oof_logits(args.run, backbone, cfg, parts, fold_transfer, clips), None
             else:
-                logits, feats = per_view_targets(args.run, backbone, scfg, teacher_dir, train)
-            weights = balance_weights(train, cfg.balanced) * np.array([cfg.weight(r.corpus) for r in train])
-            train_student(scfg, ([clips[r.id] for r in train], [r.label for r in train]),
-                          ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), out,
-                          teacher_logits=logits, weights=weights, ids=[r.id for r in train],
-                          views_root=args.run / "views", teacher_features=feats if scfg.feature_kd > 0 else None)
+                targets = per_view_targets(args.run, backbone, scfg, teacher_dir, train)
+            train_distilled(scfg, train, parts["val"], clips, cfg, out, *targets, views_root=args.run / "views")
         ckpt = out / "student.pt"
         if (out / "oof.npz").exists():
             add_short_clips(out / "oof.npz", ckpt, clips)
