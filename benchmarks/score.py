@@ -17,6 +17,10 @@ engine's.
 Besides files/s (wall clock), the CPU time that each file costs is measured for the local
 engine (the command and its workers) and /predict (server and clients): on a machine that other jobs
 load, wall-clock rates follow the share of the CPU each candidate gets, CPU time much less.
+Windows/s counts the archive's windows as the bundle cuts them (trimmed, 3 s, hop 1 s); the
+model-bound limit is the bundle's own forward pass alone, one window per call on one thread per
+worker (the best of 5 passes of 200 windows, timed in this process before the rounds), so its share
+is the part of the model's speed that a candidate turns into scored files.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from devtools.audio import voice
 from devtools.data import RAVDESS_DIR
 from devtools.process import cpu_s, finished_children_cpu_s
 from devtools.server import ser_serve
+from service.audio import load_audio
+from service.bundle import load_bundle
+from service.inference import OnnxModel
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +65,30 @@ def archive(n: int, tmp: Path) -> list[str]:
     for i in range(n):
         sf.write(tmp / "more" / f"{i:06d}.flac", voice(3.7, sr=48_000, seed=i), 48_000)
     return sorted(str(p) for p in (tmp / "more").iterdir())
+
+
+def window_count(files: list[str], student: str) -> int:
+    """The windows the bundle cuts from the archive's files (each distinct clip decoded once)."""
+    windowing = load_bundle(Path(student)).windowing
+    per_clip: dict[str, int] = {}
+    for f in files:
+        real = str(Path(f).resolve())
+        if real not in per_clip:
+            per_clip[real] = len(windowing.windows(load_audio(Path(real).read_bytes()))[0])
+    return sum(per_clip[str(Path(f).resolve())] for f in files)
+
+
+def model_windows_per_s(student: str, workers: int, n: int = 200, passes: int = 5) -> float:
+    """The model-bound limit: `workers` times one thread's windows/s through the bundle's forward pass."""
+    model = OnnxModel(load_bundle(Path(student)), intra_threads=1)
+    x = voice(3.0, seed=0)[None, :model.bundle.windowing.samples].astype("float32")
+    best = float("inf")
+    for _ in range(passes):
+        t0 = time.process_time()
+        for _ in range(n):
+            model.logits(x)
+        best = min(best, time.process_time() - t0)
+    return workers * n / best
 
 
 def run_ray(manifest: str, out: str, student: str, workers: int) -> dict:
@@ -150,6 +181,7 @@ def main() -> None:
     try:
         with serving(ser_serve(args.port), args.port, {"SER_STUDENT_BUNDLE": args.student}) as server:
             files = archive(args.files, tmp)
+            windows, limit = window_count(files, args.student), model_windows_per_s(args.student, args.workers)
             manifest = tmp / "files.csv"
             manifest.write_text("path\n" + "".join(f"{f}\n" for f in files))
             for r in range(args.rounds):
@@ -164,19 +196,24 @@ def main() -> None:
                       flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(runs, len(files), args, statistics.median(ray_start), disagree, http_name)
+    report(runs, len(files), args, statistics.median(ray_start), disagree, http_name, windows, limit)
 
 
-def report(runs: dict, n: int, args, ray_start: float, disagree: int, http_name: str) -> None:
+def report(runs: dict, n: int, args, ray_start: float, disagree: int, http_name: str, windows: int,
+           limit: float) -> None:
     rate = {k: n / statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
     cpu_ms = {k: 1000 * statistics.median(r["cpu_s"] for r in v) / n for k, v in runs.items() if "cpu_s" in v[0]}
     print(f"\n{n} files, {args.workers} workers, {args.rounds} rounds (medians); ray.init() {ray_start:.1f} s, "
           f"not counted; labels that differ from the local engine's: {disagree}; load average now "
-          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores\n")
-    print("| candidate | files/s | vs /predict | CPU ms per file | vs /predict |\n|---|---|---|---|---|")
+          f"{os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores; {windows} windows; "
+          f"model-bound limit {limit:.0f} windows/s ({args.workers} threads)\n")
+    print("| candidate | files/s | windows/s | share of the model-bound limit | vs /predict | CPU ms per file "
+          "| vs /predict |\n|---|---|---|---|---|---|---|")
     for name in runs:
         cpu = (f"{cpu_ms[name]:.2f} | {cpu_ms[http_name] / cpu_ms[name]:.2f}x fewer" if name in cpu_ms else "– | –")
-        print(f"| {name} | {rate[name]:.1f} | {rate[name] / rate[http_name]:.2f}x | {cpu} |")
+        per_s = rate[name] * windows / n
+        print(f"| {name} | {rate[name]:.1f} | {per_s:.0f} | {per_s / limit:.0%} | {rate[name] / rate[http_name]:.2f}x "
+              f"| {cpu} |")
 
 
 if __name__ == "__main__":
