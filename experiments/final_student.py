@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.fold_students import TESS, per_view_targets, student_config, train_distilled
+from experiments.fold_students import TESS, student_config
 from export.bundles import INT8_NOTE, STUDENT_DESCRIPTION, export_bundle, export_quantized, split_info, student_name
-from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
+from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
 from service.audio import load_audio
 from training.config import from_dict, read_config
 from training.corpora import adapter, prepare_corpus, read_corpus_info
@@ -41,9 +41,6 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="the student's folder in RUN/final")
     ap.add_argument("--feature-kd", type=float, help="the student's feature_kd; the config's when not given")
     ap.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
-    ap.add_argument("--soft-labels", choices=("clip", "view"), default="clip",
-                    help="the final teacher's targets per clip (the pipeline's) or per cached view "
-                         "(experiments.view_targets)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     cfg = from_dict(PipelineConfig, read_config(args.config))
@@ -54,13 +51,7 @@ def main() -> None:
     if not (fold / args.name / "history.json").exists():
         clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
         scfg = student_config(cfg, args.feature_kd)
-        if args.soft_labels == "clip":
-            train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
-        else:
-            train = parts["train"] + transfer
-            targets = per_view_targets(args.run, backbone_folder(cfg.backbone, args.run), scfg, fold / "teacher", train)
-            train_distilled(scfg, train, parts["val"], clips, cfg, fold / args.name, *targets,
-                            views_root=args.run / "views")
+        train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
     ckpt = fold / args.name / "student.pt"
     model, scfg = load_student(ckpt)
     corpus = read_corpus_info(args.run)

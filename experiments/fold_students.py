@@ -2,7 +2,7 @@
 and the fallback threshold on speakers the models never heard.
 
     python -m experiments.fold_students --run /work/runs-distill/mc --config configs/multicorpus-fast.json \
-        --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0] [--soft-labels view]
+        --epochs 20 [--folds 0 1 2 3] [--loco] [--name student_kd] [--feature-kd 1.0]
 
 The pipeline's k speaker folds (kfold_by_corpus, its seed), and with --loco its leave-one-corpus-out
 splits (RUN/loco-<corpus>: trained on the other corpora, tested on every speaker of this one), in the
@@ -27,7 +27,6 @@ import torch
 
 from experiments.oof_teacher import probs_of, window_logits
 from experiments.pad_mode import middle_second
-from experiments.view_targets import view_stats
 from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, splits, train_student_stage
 from pipeline.teachers import encoder_stats, train_teacher_stage
 from training.calibrate import fit_temperature, utterance_probs
@@ -82,27 +81,6 @@ def nested_oof_logits(run: Path, backbone: Path, cfg, parts: dict, transfer: lis
     return np.stack([out[r.id] for r in every]).astype(np.float32)
 
 
-@torch.no_grad()
-def per_view_targets(run: Path, backbone: Path, scfg, teacher_dir: Path, train: list) -> tuple[np.ndarray, np.ndarray]:
-    """(N, k, C) logits and (N, k, H) hidden activations of the fold teacher's head on each cached
-    view of the training clips (experiments.view_targets computes the encoder's part once)."""
-    stats, head = view_stats(run, backbone, scfg), load_head(teacher_dir)
-    missing = [r.id for r in train if r.id not in stats]
-    if missing:
-        raise SystemExit(f"{len(missing)} clips have no view statistics: run experiments.view_targets first")
-    x = [torch.from_numpy(stats[r.id].astype(np.float32)) for r in train]
-    return np.stack([head(v).numpy() for v in x]), np.stack([head.hidden(v).numpy() for v in x])
-
-
-def train_distilled(scfg, train: list, val: list, clips: dict, cfg: PipelineConfig, out: Path, logits: np.ndarray,
-                    feats: np.ndarray | None, views_root: Path) -> None:
-    """train_student_stage's student with teacher targets given (per clip or per cached view)."""
-    weights = balance_weights(train, cfg.balanced) * np.array([cfg.weight(r.corpus) for r in train])
-    train_student(scfg, ([clips[r.id] for r in train], [r.label for r in train]),
-                  ([clips[r.id] for r in val], [r.label for r in val]), out, teacher_logits=logits, weights=weights,
-                  ids=[r.id for r in train], views_root=views_root, teacher_features=feats if scfg.feature_kd > 0 else None)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -111,10 +89,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="*", help="the folds to run (default all; none: only --loco)")
     ap.add_argument("--loco", action="store_true", help="also the leave-one-corpus-out splits")
     ap.add_argument("--name", default="student_kd", help="the student's folder in each fold (one per recipe)")
-    ap.add_argument("--soft-labels", choices=("fold", "oof", "view"), default="fold",
+    ap.add_argument("--soft-labels", choices=("fold", "oof"), default="fold",
                     help="fold: the fold teacher's (today's recipe); oof: each training clip's from a head "
-                         "that never heard its speaker (nested folds inside the fold's training speakers); "
-                         "view: the fold teacher's on each cached view, logits and features")
+                         "that never heard its speaker (nested folds inside the fold's training speakers)")
     ap.add_argument("--feature-kd", type=float,
                     help="the student's feature_kd (feature distillation from the fold teacher's head)")
     args = ap.parse_args()
@@ -150,11 +127,12 @@ def main() -> None:
             train_student_stage(fold, args.name, scfg, parts, fold_transfer, clips, cfg, teacher_dir)
         elif not (out / "history.json").exists():
             train = parts["train"] + fold_transfer
-            if args.soft_labels == "oof":
-                targets = nested_oof_logits(args.run, backbone, cfg, parts, fold_transfer, clips), None
-            else:
-                targets = per_view_targets(args.run, backbone, scfg, teacher_dir, train)
-            train_distilled(scfg, train, parts["val"], clips, cfg, out, *targets, views_root=args.run / "views")
+            logits = nested_oof_logits(args.run, backbone, cfg, parts, fold_transfer, clips)
+            weights = balance_weights(train, cfg.balanced) * np.array([cfg.weight(r.corpus) for r in train])
+            train_student(scfg, ([clips[r.id] for r in train], [r.label for r in train]),
+                          ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), out,
+                          teacher_logits=logits, weights=weights, ids=[r.id for r in train],
+                          views_root=args.run / "views")
         ckpt = out / "student.pt"
         if (out / "oof.npz").exists():
             add_short_clips(out / "oof.npz", ckpt, clips)

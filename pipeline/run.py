@@ -34,7 +34,7 @@ import numpy as np
 from export.bundles import export_fold_bundles
 from pipeline.fallback import choose, fold_sets
 from pipeline.report import write_final, write_summary
-from pipeline.teachers import soft_labels, teacher_features, train_teacher_stage
+from pipeline.teachers import soft_labels, teacher_features, train_teacher_stage, view_targets
 from training.data import load_clips
 from training.config import from_dict
 from training.frozen_teacher import HeadConfig, balance_weights
@@ -165,7 +165,9 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
-        scfg = replace(cfg.student, alpha=alpha)
+        # the student alone learns from the labels only: no teacher, its features neither
+        scfg = replace(cfg.student, alpha=1.0, feature_kd=0.0, view_targets=False) if name == "student_alone" \
+            else replace(cfg.student, alpha=alpha)
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)
@@ -181,11 +183,15 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
 def train_student_stage(fold: Path, name: str, cfg: StudentConfig, parts: dict, transfer: list[Utterance],
                         clips: dict, pcfg: PipelineConfig, teacher_dir: Path) -> None:
     """A student alone (alpha = 1) or distilled from the fold teacher's soft labels, which also
-    cover the unlabeled transfer clips, and from its features when cfg.feature_kd > 0; sampled
-    balanced over corpus x class when configured."""
+    cover the unlabeled transfer clips, and from its features when cfg.feature_kd > 0 (per clip,
+    or per cached view with cfg.view_targets); sampled balanced over corpus x class when configured."""
     train = parts["train"] + list(transfer)
-    logits = soft_labels(fold, teacher_dir, train, clips) if cfg.alpha < 1 else None
-    feats = teacher_features(fold, teacher_dir, train, clips) if cfg.feature_kd > 0 else None
+    if cfg.view_targets and (cfg.alpha < 1 or cfg.feature_kd > 0):
+        logits, feats = view_targets(fold, teacher_dir, train, clips, cfg)
+        feats = feats if cfg.feature_kd > 0 else None
+    else:
+        logits = soft_labels(fold, teacher_dir, train, clips) if cfg.alpha < 1 else None
+        feats = teacher_features(fold, teacher_dir, train, clips) if cfg.feature_kd > 0 else None
     weights = balance_weights(train, pcfg.balanced) * np.array([pcfg.weight(r.corpus) for r in train])
     train_student(cfg, ([clips[r.id] for r in train], [r.label for r in train]),
                   ([clips[r.id] for r in parts["val"]], [r.label for r in parts["val"]]), fold / name,

@@ -8,7 +8,9 @@ Two teacher recipes (PipelineConfig.teacher_kind):
 
 Soft labels are the teacher's logits per training clip (labeled and transfer clips alike), the
 mean over the clip's windows as the teacher serves them; computed once per clip and teacher. A
-frozen teacher also gives its head's hidden activation per clip, for feature distillation.
+frozen teacher also gives its head's hidden activation per clip, for feature distillation; or,
+with `view_targets`, both per cached view of the clip, from the encoder's statistics of that
+view's audio (cached for the whole run like the clips' own).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from tqdm import tqdm
 from training.records import Utterance
 from training.teacher import checkpoint_sha
 from training.teacher_folder import load_teacher_folder, read_kind, write_kind
+from training.train_student import StudentConfig, augment_of
+from training.views import render_views, teacher_inputs, views_folder
 
 COMPLETE = "COMPLETE"
 
@@ -71,6 +75,39 @@ def teacher_features(fold: Path, teacher_dir: Path, records: list[Utterance], cl
     if read_kind(teacher_dir) != "frozen":
         raise ValueError(f"feature distillation needs a frozen teacher, {teacher_dir} is {read_kind(teacher_dir)!r}")
     return _frozen_head_means(fold, teacher_dir, records, clips, lambda head: head.hidden)
+
+
+def view_stats(run: Path, backbone: Path, records: list[Utterance], clips: dict,
+               scfg: StudentConfig) -> dict[str, np.ndarray]:
+    """Per record, (k, L + 1, 2 D): the frozen encoder's statistics of each of its clip's cached
+    views for student config `scfg` (rendered here where missing), as a teacher hears that audio
+    (training.views.teacher_inputs). Cached in RUN/view_stats/<encoder>-<views>/; about 25 views
+    a second on two cores."""
+    from training.frozen_teacher import cached_stats
+
+    augment, win, ids = augment_of(scfg), scfg.windowing, [r.id for r in records]
+    trimmed = {r.id: win.trimmed(clips[r.id]) for r in records}
+    files = dict(zip(ids, render_views(list(trimmed.values()), ids, win, augment, scfg.seed, scfg.views, run / "views")))
+    folder = views_folder(run / "views", win, augment, scfg.seed, scfg.views)
+    return cached_stats(backbone, records,
+                        lambda r: teacher_inputs(np.load(files[r.id]), trimmed[r.id], r.id, augment, scfg.seed, win.pad),
+                        run / "view_stats" / f"{checkpoint_sha(backbone)}-{folder.name}", desc="view stats")
+
+
+@torch.no_grad()
+def view_targets(fold: Path, teacher_dir: Path, records: list[Utterance], clips: dict,
+                 scfg: StudentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(N, k, C) logits and (N, k, H) hidden activations of a frozen teacher's head on each cached
+    view of the records' clips: the soft labels and feature targets of the very audio the student
+    hears in a step."""
+    from training.frozen_teacher import head_meta, load_head
+
+    if read_kind(teacher_dir) != "frozen":
+        raise ValueError(f"view_targets needs a frozen teacher, {teacher_dir} is {read_kind(teacher_dir)!r}")
+    head = load_head(teacher_dir)
+    stats = view_stats(fold.parent, Path(head_meta(teacher_dir)["backbone"]), records, clips, scfg)
+    views = [torch.from_numpy(stats[r.id].astype(np.float32)) for r in records]
+    return np.stack([head(v).numpy() for v in views]), np.stack([head.hidden(v).numpy() for v in views])
 
 
 @torch.no_grad()

@@ -123,14 +123,20 @@ class FrozenTeacher(nn.Module):
         return self.head(self.stats(wav))
 
 
-@torch.no_grad()
 def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.ndarray], window: Windowing,
                 cache: Path, save_every: int = 500) -> dict[str, np.ndarray]:
     """Per clip, (W, L + 1, 2 D) float16 statistics of its W windows as the service cuts them
-    (`clips` decoded by training.data.load_clips), from the encoder in `backbone`.
+    (`clips` decoded by training.data.load_clips), from the encoder in `backbone`, cached in
+    `cache` (a folder named by `cache_dir`: the encoder's checksum and the window)."""
+    return cached_stats(backbone, records, lambda r: list(window.windows(clips[r.id])[0]), cache, save_every)
 
-    Cached in `cache` (a folder named by `cache_dir`: the encoder's checksum and the window),
-    in parts of `save_every` clips, so an interrupted run keeps what it computed."""
+
+@torch.no_grad()
+def cached_stats(backbone: Path, records: list[Utterance], inputs, cache: Path, save_every: int = 500,
+                 desc: str = "encoder stats") -> dict[str, np.ndarray]:
+    """Per record, (W, L + 1, 2 D) float16 statistics of the W waveforms `inputs(record)` gives,
+    from the encoder in `backbone`; cached in `cache` in parts of `save_every` records, so an
+    interrupted run keeps what it computed."""
     cache.mkdir(parents=True, exist_ok=True)
     stored: dict[str, np.ndarray] = {}
     for part in sorted(cache.glob("*.npz")):
@@ -138,14 +144,27 @@ def layer_stats(backbone: Path, records: list[Utterance], clips: dict[str, np.nd
     missing = [r for r in records if r.id not in stored]
     stats = build_stats(backbone) if missing else None
     new: dict[str, np.ndarray] = {}
-    for r in tqdm(missing, desc="encoder stats", unit="clip", leave=False):
-        w, _ = window.windows(clips[r.id])
-        new[r.id] = stats(torch.from_numpy(w)).numpy().astype(np.float16)
+    for r in tqdm(missing, desc=desc, unit="clip", leave=False):
+        new[r.id] = batched(stats, inputs(r)).astype(np.float16)
         if len(new) == save_every or r is missing[-1]:
             np.savez(cache / f"part{len(list(cache.glob('*.npz'))):04d}.npz", **new)
             stored.update(new)
             new = {}
     return {r.id: stored[r.id] for r in records}
+
+
+def batched(stats: LayerStats, waves: list[np.ndarray], batch: int = 8) -> np.ndarray:
+    """(W, L + 1, 2 D): `stats` of each waveform, up to `batch` of one length per call."""
+    out: list = [None] * len(waves)
+    by_length: dict[int, list[int]] = {}
+    for i, w in enumerate(waves):
+        by_length.setdefault(len(w), []).append(i)
+    for idx in by_length.values():
+        for b in range(0, len(idx), batch):
+            part = idx[b:b + batch]
+            for i, s in zip(part, stats(torch.from_numpy(np.stack([waves[i] for i in part])))):
+                out[i] = s.numpy()
+    return np.stack(out)
 
 
 def cache_dir(root: Path, backbone: Path, window: Windowing) -> Path:

@@ -54,6 +54,8 @@ class StudentConfig:
     frontend_lr_scale: float = 1.0   # learning-rate factor of the filterbank (keep it near its mel init)
     views: int = 0                # > 0: this many augmented views per clip, rendered once and cached
                                   # (training.views); an epoch reads one. 0: fresh augmentation every epoch
+    view_targets: bool = False    # the teacher's targets (logits, features) per view, from its answer on
+                                  # that view's audio, not one per clip (needs views and a frozen teacher)
     seed: int = 0
     threads: int = CPU_THREADS    # torch intra-op threads
     model: LiteCNNConfig = field(default_factory=LiteCNNConfig)
@@ -62,6 +64,8 @@ class StudentConfig:
         self.windowing   # a bad window, hop or pad is refused with the config, before any audio is decoded
         if self.short_p and not 0 < self.short_min_s < self.window_s:
             raise ValueError(f"short_min_s {self.short_min_s} must lie between 0 and window_s {self.window_s}")
+        if self.view_targets and not self.views:
+            raise ValueError("view_targets needs cached views (views > 0)")
 
     @property
     def windowing(self) -> Windowing:
@@ -157,7 +161,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     weight = class_weights([lab for lab in train[1] if lab]) if cfg.balanced else None
     model = LiteCNN(cfg.model)
     # trained with the student, never exported: student.pt holds the model alone
-    projection = nn.Linear(model.feature_dim, teacher_features.shape[1]) if cfg.feature_kd > 0 else None
+    projection = nn.Linear(model.feature_dim, teacher_features.shape[-1]) if cfg.feature_kd > 0 else None
     opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader), extra=projection)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history, start = -1.0, [], 0

@@ -58,3 +58,28 @@ def render_views(clips: list[np.ndarray], ids: list[str], windowing: Windowing, 
         np.save(tmp, views)
         tmp.replace(paths[n])   # a file is complete or absent
     return paths
+
+
+def teacher_inputs(stored: np.ndarray, clip: np.ndarray, clip_id: str, augment: Augment | None,
+                   seed: int, pad: str) -> list[np.ndarray]:
+    """What a teacher hears of each stored (k, S) view of a clip (`render_views`' clip, trimmed):
+    the view itself, or, where the augmented clip was shorter than the window and the view holds it
+    zero-padded or repeated from a random phase, that clip once, in order (a teacher's window pads
+    nothing). Its length, offset and phase come from replaying the view's random draws
+    (training.data.random_crop); the audio is the stored view's."""
+    tag, samples, out = zlib.crc32(clip_id.encode()), stored.shape[1], []
+    for j, view in enumerate(stored.astype(np.float32)):
+        rng = np.random.default_rng((seed, tag, j))
+        n = len(augment(clip, rng)) if augment is not None else len(clip)
+        if n >= samples:
+            out.append(view)
+            continue
+        if pad != "repeat":
+            start = int(rng.integers(0, samples - n + 1))
+            out.append(view[start:start + n])
+            continue
+        phase = int(rng.integers(0, n))
+        if not np.array_equal(view[n:], view[:samples - n]):   # a clip repeated has period n
+            raise ValueError(f"view {j} of {clip_id} does not repeat every {n} samples: it was rendered otherwise")
+        out.append(view[(np.arange(n) - phase) % n])
+    return out

@@ -178,3 +178,42 @@ def test_ser_evaluate_takes_the_frozen_teacher_folder(run):
     test = apply_split(run["records"], read_split(fold / "split.json"))["test"][:2]
     probs = checkpoint_probs(fold / "teacher", test)
     assert probs.shape == (2, 6) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_view_targets_are_the_teachers_answers_on_each_views_audio(run):
+    """With view_targets, the fold teacher's soft labels and features are per cached view: its
+    head on the encoder statistics of the audio the view was cut from, and the student trains on them."""
+    from dataclasses import replace
+
+    from pipeline.run import train_student_stage
+    from pipeline.teachers import view_stats, view_targets
+    from training.train_student import StudentConfig, augment_of
+    from training.views import teacher_inputs, view_file, views_folder
+
+    fold = run["out"] / "fold0"
+    parts = apply_split(run["records"], read_split(fold / "split.json"))
+    records = parts["train"][:4]
+    clips = {r.id: load_audio(r.path) for r in [*records, *parts["val"]]}
+    scfg = StudentConfig.from_dict({"window_s": 2.0, "views": 2, "pad": "repeat", "view_targets": True,
+                                    "alpha": 0.5, "feature_kd": 1.0, "epochs": 1})
+    logits, feats = view_targets(fold, fold / "teacher", records, clips, scfg)
+    assert logits.shape == (4, 2, 6) and feats.shape[:2] == (4, 2)
+
+    teacher, _ = load_teacher_folder(fold / "teacher")
+    folder = views_folder(run["out"] / "views", scfg.windowing, augment_of(scfg), scfg.seed, scfg.views)
+    r = records[1]
+    heard = teacher_inputs(np.load(view_file(folder, r.id)), scfg.windowing.trimmed(clips[r.id]), r.id,
+                           augment_of(scfg), scfg.seed, "repeat")
+    cached = view_stats(run["out"], Path(head_meta(fold / "teacher")["backbone"]), [r], clips, scfg)[r.id]
+    with torch.no_grad():
+        direct = np.concatenate([teacher.stats(torch.from_numpy(x[None])).numpy() for x in heard])
+        assert np.allclose(teacher.head(torch.from_numpy(cached.astype(np.float32))).numpy(), logits[1])
+    assert np.allclose(direct, cached, rtol=2e-3, atol=1e-3)
+    assert not np.allclose(logits[1, 0], logits[1, 1])   # two views, two answers
+
+    small = replace(scfg, model=replace(scfg.model, channels=[16, 16], bottleneck=16, hidden=16))
+    train_student_stage(fold, "student_views", small, {**parts, "train": records}, [], clips, run["cfg"],
+                        fold / "teacher")
+    assert (fold / "student_views" / "student.pt").exists()
+    with pytest.raises(ValueError, match="views"):
+        StudentConfig.from_dict({"view_targets": True})

@@ -255,3 +255,29 @@ def test_per_view_targets_follow_the_view_drawn(tmp_path):
     clips, labels = [voice(1.5, seed=i) for i in range(4)], ["angry", "sad"] * 2
     with pytest.raises(ValueError, match="per view"):
         train_student(cfg, (clips, labels), (clips, labels), tmp_path / "s", teacher_logits=np.zeros((4, 2, 6), np.float32))
+
+
+@pytest.mark.parametrize("pad", ["repeat", "zero"])
+def test_a_teacher_hears_each_view_without_its_fill(tmp_path, pad):
+    """teacher_inputs gives back, from the stored views, the audio each view was cut from: a long
+    clip's view as it is, a short clip once, without the zeros or the repetition that filled it."""
+    from training.data import Augment
+    from training.views import render_views, teacher_inputs
+    from service.audio import Windowing
+
+    win = Windowing(1.0, 0.5, False, pad)
+    short, long = voice(0.6, seed=1), voice(1.8, seed=2)
+    files = render_views([short, long], ["short", "long"], win, None, 0, 3, tmp_path)
+    heard = [teacher_inputs(np.load(f), clip, cid, None, 0, pad) for f, clip, cid in
+             zip(files, [short, long], ["short", "long"])]
+    assert all(np.array_equal(x, short.astype(np.float16).astype(np.float32)) for x in heard[0])
+    assert all(np.array_equal(x, v.astype(np.float32)) for x, v in zip(heard[1], np.load(files[1])))
+
+    augment = Augment(speed=0.1, noise_p=0.5, reverb_p=0.5)   # lengths change: each replayed from its draws
+    files = render_views([short], ["short"], win, augment, 0, 4, tmp_path / "aug")
+    views = np.load(files[0]).astype(np.float32)
+    for x, v in zip(teacher_inputs(np.load(files[0]), short, "short", augment, 0, pad), views):
+        assert 0.5 * 16_000 < len(x) < 16_000
+        filled = np.resize(x, 2 * len(v)) if pad == "repeat" else np.concatenate([x, np.zeros(len(v), np.float32)])
+        assert any(np.array_equal(np.roll(filled, s)[:len(v)] if pad == "zero" else filled[s:s + len(v)], v)
+                   for s in range(len(v) - len(x) + 1 if pad == "zero" else len(x)))
