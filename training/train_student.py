@@ -157,7 +157,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     weight = class_weights([lab for lab in train[1] if lab]) if cfg.balanced else None
     model = LiteCNN(cfg.model)
     # trained with the student, never exported: student.pt holds the model alone
-    projection = nn.Linear(model.feature_dim, teacher_features.shape[1]) if cfg.feature_kd > 0 else None
+    projection = nn.Linear(model.feature_dim, teacher_features.shape[-1]) if cfg.feature_kd > 0 else None
     opt, sched = _optimizer(model, cfg, steps=cfg.epochs * len(loader), extra=projection)
     y_val = np.array([LABELS.index(lab) for lab in val[1]])
     best, history, start = -1.0, [], 0
