@@ -5,7 +5,7 @@ local Ray), and the service's /predict at 8 connections, on the same files and m
 
 The files are RAVDESS clips from ../shared/data (48 kHz FLAC, about 3.7 s; past the corpus's
 1,200 clips, links to them under other names; generated speech-like FLACs of the same shape
-when the corpus is absent); the model is the shipped int8 student for all three. Each round
+when the corpus is absent); the model is the served student (`--student`) for all three. Each round
 runs the three candidates one after another, so drift in the machine's load hits them alike.
 The local engine runs as users run it (`ser score` on a manifest of the files: its time
 includes Python's start-up and the workers'); the Ray engine runs in a process of its own,
