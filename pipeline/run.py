@@ -165,9 +165,9 @@ def run_fold(fold: Path, split: Split, records: list[Utterance], clips: dict, cf
     trained = {}
     for name in students:
         alpha = 1.0 if name == "student_alone" else cfg.alpha
-        # the student alone learns from the labels only: no teacher, its features neither
-        scfg = replace(cfg.student, alpha=1.0, feature_kd=0.0, view_targets=False) if name == "student_alone" \
-            else replace(cfg.student, alpha=alpha)
+        scfg = replace(cfg.student, alpha=alpha)
+        if name == "student_alone":   # learns from the labels only: neither the teacher's logits nor its features
+            scfg = replace(scfg, feature_kd=0.0, view_targets=False)
         # student.pt appears at the first best epoch; history.json only when training ended
         if not (fold / name / "history.json").exists():
             train_student_stage(fold, name, scfg, parts, transfer if alpha < 1 else [], clips, cfg, teacher_dir)

@@ -81,8 +81,8 @@ def view_stats(run: Path, backbone: Path, records: list[Utterance], clips: dict,
                scfg: StudentConfig) -> dict[str, np.ndarray]:
     """Per record, (k, L + 1, 2 D): the frozen encoder's statistics of each of its clip's cached
     views for student config `scfg` (rendered here where missing), as a teacher hears that audio
-    (training.views.teacher_inputs). Cached in RUN/view_stats/<encoder>-<views>/; about 25 views
-    a second on two cores."""
+    (training.views.teacher_inputs). Cached in RUN/view_stats/<encoder>-<views>/; 15–25 views a
+    second on two cores."""
     from training.frozen_teacher import cached_stats
 
     augment, win, ids = augment_of(scfg), scfg.windowing, [r.id for r in records]

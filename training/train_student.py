@@ -119,8 +119,9 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     teaches through its soft label only.
     teacher_logits: (N, C) per example. teacher_features: (N, H) per example, the targets of
     feature distillation (cfg.feature_kd > 0). With cached views, both may instead be given per
-    view, (N, k, C) and (N, k, H): the teacher's answer on the very audio of each view. weights: how often each example is drawn (an epoch
-    draws N crops with replacement; None: each example once per epoch, shuffled).
+    view, (N, k, C) and (N, k, H): the teacher's answer on the very audio of each view.
+    weights: how often each example is drawn (an epoch draws N crops with replacement; None: each
+    example once per epoch, shuffled).
     ids, views_root: the clips' stable ids and the folder of cached views (cfg.views > 0).
     Writes out_dir/{student.pt, config.json, history.json}; out_dir/last.pt holds the state
     after the last finished epoch, so a stopped run resumes there.
@@ -138,7 +139,7 @@ def train_student(cfg: StudentConfig, train: tuple[list, list[str | None]], val:
     if cfg.feature_kd > 0:
         if teacher_features is None:
             raise ValueError("feature_kd > 0 needs teacher_features")
-        # the datasets carry one target row per clip: the teacher's logits, then its features
+        # the datasets carry one target row per clip (or view): the teacher's logits, then its features
         shape = (*teacher_features.shape[:-1], n_classes)
         logits = teacher_logits if teacher_logits is not None else np.zeros(shape, np.float32)
         soft = np.concatenate([logits, standardise(teacher_features)], axis=-1).astype(np.float32)
