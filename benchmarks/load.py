@@ -1,13 +1,13 @@
 """Load, saturation, soak and scaling of the service, side by side with a naive baseline.
 
-    python -m benchmarks.load compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16] [--checkout DIR ...]
+    python -m benchmarks.load compare  [--seconds 4] [--rounds 3] [--concurrency 1 2 4 8 16] [--workers 1 2] [--checkout DIR ...]
     python -m benchmarks.load saturate [--seconds 60] [--connections 64] [--retry-after]
     python -m benchmarks.load soak     [--minutes 10] [--share 0.7]
     python -m benchmarks.load grid     [--workers 1 2] [--threads 1 2] [--connections 8]
 
-Every mode starts its own servers on 127.0.0.1 (`ser serve`, or uvicorn with --workers for
-the grid; the naive PyTorch baseline of benchmarks/naive_server.py for `compare`), sends a
-3 s WAV of real speech as a multipart upload over keep-alive connections from a lean
+Every mode starts its own servers on 127.0.0.1 (`ser serve`, with --workers N processes for the
+grid and compare's --workers; the naive PyTorch baseline of benchmarks/naive_server.py for
+`compare`), sends a 3 s WAV of real speech as a multipart upload over keep-alive connections from a lean
 raw-socket client, and stops them afterwards. `compare` interleaves the targets at each
 concurrency, so drift in machine load hits them alike, and reports each server's CPU ms per
 request beside its requests/s; --checkout adds `ser serve` of other checkouts (the code before
@@ -166,10 +166,12 @@ def measured(pid: int, port: int, request: bytes, connections: int, seconds: flo
 
 def compare(args) -> dict:
     wav = three_second_wav()
-    naive = [sys.executable, "-m", "benchmarks.naive_server", "--port", str(args.port + 1)]
-    # (name, command, port, working directory): this checkout, the naive baseline, then each --checkout
-    servers = [("", ser_serve(args.port), args.port, ROOT), ("baseline", naive, args.port + 1, ROOT),
-               *((f" ({d})", ser_serve(args.port + 2 + i), args.port + 2 + i, d) for i, d in enumerate(args.checkout))]
+    # (name, command, port, working directory): this checkout with each --workers, the naive
+    # baseline, then each --checkout
+    ports = iter(range(args.port, args.port + 100))
+    servers = [(f" ({w} workers)" if w > 1 else "", ser_serve(p := next(ports), w), p, ROOT) for w in args.workers]
+    servers += [("baseline", [sys.executable, "-m", "benchmarks.naive_server", "--port", str(p := next(ports))], p, ROOT)]
+    servers += [(f" ({d})", ser_serve(p := next(ports)), p, d) for d in args.checkout]
     table = {}
     with contextlib.ExitStack() as stack:
         targets = {}
@@ -273,6 +275,8 @@ def main() -> None:
     sub.choices["compare"].add_argument("--rounds", type=int, default=3)
     sub.choices["compare"].add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS),
                                         help="the service's routes to measure (the baseline always runs)")
+    sub.choices["compare"].add_argument("--workers", type=int, nargs="+", default=[1],
+                                        help="`ser serve --workers N` of this checkout, one target per value")
     sub.choices["compare"].add_argument("--checkout", type=Path, nargs="*", default=[],
                                         help="also measure `ser serve` of these checkouts (code and models/), "
                                              "e.g. a `git worktree` of the code before a change")

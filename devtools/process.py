@@ -11,9 +11,18 @@ MB = 1024 * 1024
 
 
 def cpu_s(pid: int | None = None) -> float:
-    """CPU seconds (user + system, every thread) a process has used: `pid`'s, or this one's."""
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    """CPU seconds (user + system, every thread) a process has used: `pid`'s, or this one's;
+    for another process, with its live children's (the workers of `ser serve --workers N`)."""
+    proc = psutil.Process(pid)
+    procs = [proc, *proc.children(recursive=True)] if pid is not None else [proc]
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def finished_children_cpu_s() -> float:

@@ -30,11 +30,9 @@ def free_port() -> int:
 
 
 def ser_serve(port: int, workers: int = 1, python: str = sys.executable) -> list[str]:
-    """The command for the service on `port`: `ser serve`, or uvicorn's factory with `workers` processes."""
-    if workers == 1:
-        return [python, "-m", "service.cli", "serve", "--port", str(port)]
-    return [python, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", str(port),
-            "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    """The command for the service on `port`: `ser serve`, with `workers` processes when more than one
+    (left out otherwise, so that it also starts the code of checkouts from before the option)."""
+    return [python, "-m", "service.cli", "serve", "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])]
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:

@@ -32,7 +32,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 # Flags that set a Settings field. Precedence: Settings' defaults, then SER_* variables, then
 # the flags given (argparse default None: an absent flag leaves the variable's value).
 SETTING_FLAGS = {"student": "student_bundle", "teacher": "teacher_bundle", "bundle": "student_bundle",
-                 "threads": "intra_op_threads", "fallback_threshold": "fallback_threshold"}
+                 "threads": "intra_op_threads", "fallback_threshold": "fallback_threshold", "workers": "workers"}
 
 
 def settings_from(args: argparse.Namespace):
@@ -50,8 +50,7 @@ def settings_from(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.server import serve
 
-    serve(settings_from(args), args.host, args.port)
-    return 0
+    return serve(settings_from(args), args.host, args.port)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -95,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", type=Path, help="student bundle folder (default: SER_STUDENT_BUNDLE, or the shipped one)")
     p.add_argument("--teacher", type=Path, help="teacher bundle folder, or 'none' for the student alone "
                    "(default: SER_TEACHER_BUNDLE, or the shipped one)")
+    p.add_argument("--workers", type=int, help="processes answering on the port, each with its own copy of "
+                   "the limits (default: SER_WORKERS, or 1; on N cores, N answers the most requests)")
     p.set_defaults(func=cmd_serve, needs_extra="serve")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files with a bundle (one JSON line each)",

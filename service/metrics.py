@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics,
+                               generate_latest, multiprocess)
 
 # Off unless wanted: a `*_created` series per counter and histogram doubles what is scraped and
 # says only when the process started. prometheus_client's own switch brings them back:
@@ -34,11 +35,11 @@ class Metrics:
         self.fallbacks = Counter("ser_fallbacks_total", "auto requests answered by the teacher", registry=r)
         self.errors = Counter("ser_errors_total", "Error responses, and streams refused or ended by an error, by code",
                               ["code"], registry=r)
-        self.in_flight = Gauge("ser_requests_in_flight", "HTTP requests being handled", registry=r)
+        self.in_flight = Gauge("ser_requests_in_flight", "HTTP requests being handled", registry=r, multiprocess_mode="livesum")
         self.upload_bytes = Gauge("ser_upload_bytes_in_flight", "Request body bytes reserved (SER_MAX_INFLIGHT_BYTES)",
-                                  registry=r)
+                                  registry=r, multiprocess_mode="livesum")
         self.model_info = Info("ser_model", "Loaded model bundles", ["role"], registry=r)
-        self.streams_open = Gauge("ser_streams_open", "Open /stream WebSocket streams", registry=r)
+        self.streams_open = Gauge("ser_streams_open", "Open /stream WebSocket streams", registry=r, multiprocess_mode="livesum")
         self.stream_windows = Counter("ser_stream_windows_total", "Window events sent on /stream, by answering model",
                                       ["model"], registry=r)
         self.stream_event_lag = Histogram(
@@ -46,3 +47,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS, registry=r)
         self.stream_closes = Counter("ser_stream_closes_total", "Closed /stream streams, by WebSocket close code",
                                      ["code"], registry=r)
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets. Under `ser serve --workers N` (service/workers.py) the counts of
+        every worker, summed (the gauges too: what is in flight in all of them); the model info,
+        which prometheus_client's multiprocess mode does not carry, is this worker's, the same in each."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)
+        registry.register(self.model_info)
+        return generate_latest(registry)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 
 import uvicorn
 
+from service import workers
 from service.app import create_app
 from service.settings import Settings
 from service.websocket import websocket_protocol
@@ -70,22 +72,32 @@ class Server(uvicorn.Server):
         log.info("stopped")
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The lines are the message alone: no record needs the caller's frame, thread, process or
     # task, which logging would otherwise look up for every request's line (the logging HOWTO's
     # "Optimization" switches).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = logging.logAsyncioTasks = False
-    app = create_app(settings)
-    # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
-    # line from `ser`, not a traceback from inside uvicorn's lifespan handling.
-    app.state.runtime.load()
-    # loop="auto": uvloop where installed. WebSocket frames are bounded before any work
-    # (service/websocket.py); X-Forwarded-For is believed only from the proxies named.
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=http_protocol(), loop="auto",
-                            access_log=False, timeout_graceful_shutdown=DRAIN_S,
-                            ws=websocket_protocol(settings), ws_max_size=settings.stream_max_frame_bytes,
-                            ws_per_message_deflate=False, proxy_headers=bool(settings.forwarded_allow_ips),
-                            forwarded_allow_ips=settings.forwarded_allow_ips or None)
-    Server(config).run()
+    metrics_dir = workers.count_metrics_across_processes() if settings.workers > 1 else None
+    try:
+        app = create_app(settings)
+        # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
+        # line from `ser`, not a traceback from inside uvicorn's lifespan handling.
+        app.state.runtime.load()
+        # loop="auto": uvloop where installed. WebSocket frames are bounded before any work
+        # (service/websocket.py); X-Forwarded-For is believed only from the proxies named.
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=http_protocol(), loop="auto",
+                                access_log=False, timeout_graceful_shutdown=DRAIN_S,
+                                ws=websocket_protocol(settings), ws_max_size=settings.stream_max_frame_bytes,
+                                ws_per_message_deflate=False, proxy_headers=bool(settings.forwarded_allow_ips),
+                                forwarded_allow_ips=settings.forwarded_allow_ips or None)
+        if metrics_dir is None:
+            Server(config).run()
+            return 0
+        sockets = [config.bind_socket()]
+        log.info("starting %d worker processes", settings.workers)
+        return workers.run_workers(settings.workers, lambda: Server(config).run(sockets=sockets))
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

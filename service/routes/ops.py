@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from service.deps import RuntimeDep
@@ -36,7 +36,7 @@ async def get_metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics: request latency by route and status, predictions by model and
     label, error codes, fallbacks, clip durations, requests in flight."""
     # Rendered in a worker thread: the event loop keeps serving while a scrape is written.
-    return Response(await run_in_threadpool(generate_latest, runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(await run_in_threadpool(runtime.metrics.exposition), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/models", tags=["models"], response_model=list[ModelInfo])

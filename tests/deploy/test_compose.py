@@ -37,7 +37,8 @@ def test_api_service_builds_on_a_chosen_base_and_is_limited():
     api = COMPOSE["services"]["api"]
     assert api["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-python:3.11-slim}"
     env = api["environment"]
-    assert int(env["SER_INTRA_OP_THREADS"]) * int(env["SER_MAX_CONCURRENCY"]) == float(api["cpus"])
+    assert (int(env["SER_WORKERS"]) * int(env["SER_INTRA_OP_THREADS"]) * int(env["SER_MAX_CONCURRENCY"])
+            == int(env["SER_WORKERS"]) == float(api["cpus"]))   # a process per CPU
     assert api["mem_limit"]
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
     assert seconds(api["stop_grace_period"]) >= DRAIN_S + 5
@@ -120,5 +121,5 @@ def test_the_api_tmpfs_holds_the_upload_budget():
     api = COMPOSE["services"]["api"]
     (tmp,) = [t for t in api["tmpfs"] if t.startswith("/tmp")]
     size = size_bytes(dict(o.split("=") for o in tmp.split(":", 1)[1].split(","))["size"])
-    assert size >= int(api["environment"]["SER_MAX_INFLIGHT_BYTES"])
+    assert size >= int(api["environment"]["SER_WORKERS"]) * int(api["environment"]["SER_MAX_INFLIGHT_BYTES"])
     assert size_bytes(api["mem_limit"]) >= 8 * size   # tmpfs counts against the memory limit

@@ -94,7 +94,7 @@ def test_threads_fill_the_cpu_limit_without_oversubscribing_it():
     c = api_container()
     e = env(c)
     cpus = float(c["resources"]["limits"]["cpu"])
-    assert int(e["SER_INTRA_OP_THREADS"]) * int(e["SER_MAX_CONCURRENCY"]) == cpus
+    assert int(e["SER_WORKERS"]) * int(e["SER_INTRA_OP_THREADS"]) * int(e["SER_MAX_CONCURRENCY"]) == int(e["SER_WORKERS"]) == cpus
     assert e["SER_INTER_OP_THREADS"] == e["OMP_NUM_THREADS"] == "1"
     assert c["resources"]["requests"]["cpu"] == c["resources"]["limits"]["cpu"]
 
@@ -127,7 +127,8 @@ def test_the_api_key_comes_from_a_secret():
 def test_tmp_holds_the_upload_budget():
     (tmp,) = manifests()["Deployment"]["spec"]["template"]["spec"]["volumes"]
     mi = int(re.fullmatch(r"(\d+)Mi", tmp["emptyDir"]["sizeLimit"]).group(1))
-    assert mi * 1024**2 >= int(env(api_container())["SER_MAX_INFLIGHT_BYTES"])
+    e = env(api_container())
+    assert mi * 1024**2 >= int(e["SER_WORKERS"]) * int(e["SER_MAX_INFLIGHT_BYTES"])
 
 
 def test_only_the_ingress_and_prometheus_reach_the_pods():

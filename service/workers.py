@@ -1,0 +1,94 @@
+"""`ser serve --workers N`: N processes answering on one listening socket.
+
+One process serves at most about one core of the Python around the model (its event loop and
+the GIL it shares with the inference threads), so on N cores N processes answer more requests
+(docs/performance.md). The parent binds the socket and loads the bundles once, then forks the
+workers: they share the loaded models' memory until they write it, and a worker that dies is
+replaced at once from the same parent. The parent never serves; on SIGTERM or SIGINT it passes
+SIGTERM to every worker, each drains its own connections, and it exits when they have.
+
+Metrics are counted in each worker and summed over all of them at every scrape
+(service/metrics.py, prometheus_client's multiprocess mode in a temporary folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import time
+
+log = logging.getLogger("ser")
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def count_metrics_across_processes() -> str:
+    """Before any metric exists: every process of this one's tree counts into files of one new
+    folder, which a scrape adds up. Returns the folder."""
+    from prometheus_client import values
+
+    folder = tempfile.mkdtemp(prefix="ser-metrics-")
+    os.environ[METRICS_DIR_ENV] = folder
+    values.ValueClass = values.MultiProcessValue()
+    return folder
+
+
+def run_workers(n: int, serve_one) -> int:
+    """Fork `n` processes running `serve_one()` (which returns when its server has stopped) and
+    supervise them until SIGTERM or SIGINT and their drain; returns the exit status."""
+    from prometheus_client import multiprocess
+
+    workers: set[int] = set()
+    stopping = False
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:   # the worker: default signal handling until its server installs its own
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            status = 1
+            try:
+                serve_one()
+                status = 0
+            finally:
+                logging.shutdown()
+                os._exit(status)
+        workers.add(pid)
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):   # it exited between the wait and this
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(n):
+        fork()
+    status = 0
+    while workers:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        workers.discard(pid)
+        multiprocess.mark_process_dead(pid)   # its gauges leave the sums; its counts stay
+        if not stopping:
+            log.warning("worker %d exited (%s); starting another", pid, _exit_reason(code))
+            time.sleep(1)   # a worker that cannot start does not spin the CPU
+            if not stopping:
+                fork()
+        elif os.waitstatus_to_exitcode(code) not in (0, -signal.SIGTERM, -signal.SIGINT):   # uvicorn re-raises the signal it drained on
+            status = 1
+    return status
+
+
+def _exit_reason(code: int) -> str:
+    n = os.waitstatus_to_exitcode(code)
+    return f"signal {signal.Signals(-n).name}" if n < 0 else f"status {n}"
+
