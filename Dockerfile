@@ -42,7 +42,7 @@ COPY models/ /app/models/
 # The package is installed in site-packages, with no models/ beside it: SER_MODELS_DIR names
 # the folder of the default bundles (student/, teacher/).
 # onnxruntime sizes its thread pools from the host's cores, not the container's CPU limit,
-# so the threads are always set (raise SER_INTRA_OP_THREADS with --cpus).
+# so the threads are always set; `ser serve` starts a process per CPU of the limit (--cpus).
 ENV SER_MODELS_DIR=/app/models \
     SER_INTRA_OP_THREADS=1 \
     SER_INTER_OP_THREADS=1 \

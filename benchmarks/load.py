@@ -36,6 +36,7 @@ from devtools.http import form, part, request_bytes
 from devtools.process import cpu_s, rss_mb
 from devtools.server import ser_serve, started
 from service.audio import SAMPLE_RATE, load_audio
+from service.workers import usable_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -212,7 +213,7 @@ def median_row(rows: list[dict]) -> dict:
 
 def saturate(args) -> dict:
     port, wav = args.port, three_second_wav()
-    with serving(ser_serve(port), port) as proc:
+    with serving(ser_serve(port, 1), port) as proc:
         req = multipart_request(TARGETS["student"], port, wav)
         load(port, req, 1, 1.0)
         r = load(port, req, args.connections, args.seconds, retry_after=args.retry_after)
@@ -225,7 +226,7 @@ def saturate(args) -> dict:
 def soak(args) -> dict:
     port, wav = args.port, three_second_wav()
     minutes = []
-    with serving(ser_serve(port), port) as proc:
+    with serving(ser_serve(port, 1), port) as proc:
         req = multipart_request(TARGETS["student"], port, wav)
         load(port, req, 1, 2.0)
         rate = args.rate or args.share * load(port, req, args.connections, 15).row()["ok_per_s"]
@@ -275,8 +276,9 @@ def main() -> None:
     sub.choices["compare"].add_argument("--rounds", type=int, default=3)
     sub.choices["compare"].add_argument("--targets", nargs="+", choices=list(TARGETS), default=list(TARGETS),
                                         help="the service's routes to measure (the baseline always runs)")
-    sub.choices["compare"].add_argument("--workers", type=int, nargs="+", default=[1],
-                                        help="`ser serve --workers N` of this checkout, one target per value")
+    sub.choices["compare"].add_argument("--workers", type=int, nargs="+", default=sorted({1, usable_cpus()}),
+                                        help="`ser serve --workers N` of this checkout, one target per value "
+                                        "(default: one process, and one per CPU)")
     sub.choices["compare"].add_argument("--checkout", type=Path, nargs="*", default=[],
                                         help="also measure `ser serve` of these checkouts (code and models/), "
                                              "e.g. a `git worktree` of the code before a change")

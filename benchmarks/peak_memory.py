@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--teacher", default=str(ROOT / "models" / "teacher"))
     args = ap.parse_args()
     env = {"SER_STUDENT_BUNDLE": str(ROOT / "models" / "student"), "SER_TEACHER_BUNDLE": args.teacher,
-           "SER_UPLOAD_TIMEOUT_S": "5"}
+           "SER_UPLOAD_TIMEOUT_S": "5", "SER_WORKERS": "1"}   # one process: its RSS is the server's
     cases = [c for c in corpus() if c.name in args.only or c.group in args.only]
     for c in cases:
         c.build()   # build the bombs before the server starts, so their build time is not measured

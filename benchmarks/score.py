@@ -10,7 +10,8 @@ runs the three candidates one after another, so drift in the machine's load hits
 The local engine runs as users run it (`ser score` on a manifest of the files: its time
 includes Python's start-up and the workers'); the Ray engine runs in a process of its own,
 timed from after `ray.init()` (reported apart), its actors' start-up included. /predict's
-server is started and warm beforehand; its clients send each file's bytes (read beforehand) as
+server (`ser serve --workers`, as many processes as the engines get) is started and warm
+beforehand; its clients send each file's bytes (read beforehand) as
 a raw body over keep-alive connections. Every answer's label is checked against the local
 engine's.
 
@@ -162,7 +163,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="local processes and Ray actors")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="local processes, Ray actors and the server's processes")
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--port", type=int, default=8770)
     ap.add_argument("--ray-only", action="store_true", help=argparse.SUPPRESS)   # the Ray engine, in a child
@@ -175,11 +177,11 @@ def main() -> None:
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="score-bench-"))
-    http_name = f"/predict, {args.connections} connections"
+    http_name = f"/predict, {args.connections} connections, `ser serve --workers {args.workers}`"
     runs: dict[str, list[dict]] = {"local engine": [], "Ray engine (local Ray)": [], http_name: []}
     ray_start, disagree = [], 0
     try:
-        with serving(ser_serve(args.port), args.port, {"SER_STUDENT_BUNDLE": args.student}) as server:
+        with serving(ser_serve(args.port, args.workers), args.port, {"SER_STUDENT_BUNDLE": args.student}) as server:
             files = archive(args.files, tmp)
             windows, limit = window_count(files, args.student), model_windows_per_s(args.student, args.workers)
             manifest = tmp / "files.csv"

@@ -126,7 +126,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 def held(args) -> dict:
     port = args.port
-    with serving(ser_serve(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)}) as proc:
+    with serving(ser_serve(port, 1), port, {"SER_MAX_STREAMS": str(args.streams + 10)}) as proc:
         asyncio.run(many_streams(f"ws://127.0.0.1:{port}", 2, 4.0, args.hop))   # warm-up
         t0, server0, client0 = time.monotonic(), cpu_s(proc.pid), cpu_s()
         results = asyncio.run(many_streams(f"ws://127.0.0.1:{port}", args.streams, args.seconds, args.hop))
@@ -156,7 +156,7 @@ def share(args) -> dict:
     port = args.port
     request = multipart_request("/predict?model=student", port, three_second_wav())
     alone, beside, streamed = [], [], []
-    with serving(ser_serve(port), port, {"SER_MAX_STREAMS": str(args.streams + 10)}):
+    with serving(ser_serve(port, 1), port, {"SER_MAX_STREAMS": str(args.streams + 10)}):
         load(port, request, 1, 1.0)   # warm-up
         for _ in range(args.rounds):
             alone.append(load(port, request, args.connections, args.seconds).row()["ok_per_s"])

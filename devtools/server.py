@@ -29,10 +29,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ser_serve(port: int, workers: int = 1, python: str = sys.executable) -> list[str]:
-    """The command for the service on `port`: `ser serve`, with `workers` processes when more than one
-    (left out otherwise, so that it also starts the code of checkouts from before the option)."""
-    return [python, "-m", "service.cli", "serve", "--port", str(port), *(["--workers", str(workers)] if workers > 1 else [])]
+def ser_serve(port: int, workers: int | None = None, python: str = sys.executable) -> list[str]:
+    """The command for the service on `port`: `ser serve`, with `--workers` when given (left out,
+    the service's default, which is also how checkouts from before the option start)."""
+    return [python, "-m", "service.cli", "serve", "--port", str(port), *(["--workers", str(workers)] if workers else [])]
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -88,11 +88,11 @@ def stop(proc: subprocess.Popen, drain_s: float = 0) -> None:
 def running_server(student: Bundle | None, teacher: Bundle | None = None, timeout_s: float = 60,
                    settings: dict[str, str] | None = None, *,
                    ser: tuple[str, ...] = (sys.executable, "-m", "service.cli"), cwd: Path | None = None):
-    """`ser serve` on a free port with these bundles (student-only without `teacher`) and more
-    SER_ `settings`; yields (base url, process), its output readable. With `student` None the
+    """`ser serve` (one process) on a free port with these bundles (student-only without `teacher`)
+    and more SER_ `settings`; yields (base url, process), its output readable. With `student` None the
     service finds its bundles itself (its default models)."""
     port = free_port()
-    env = {}
+    env = {"SER_WORKERS": "1"}   # one process unless `settings` say otherwise: limits are per process
     if student is not None:
         env.update(SER_STUDENT_BUNDLE=str(student.path), SER_TEACHER_BUNDLE=str(teacher.path) if teacher else NO_TEACHER)
     env.update(settings or {})

@@ -95,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", type=Path, help="teacher bundle folder, or 'none' for the student alone "
                    "(default: SER_TEACHER_BUNDLE, or the shipped one)")
     p.add_argument("--workers", type=int, help="processes answering on the port, each with its own copy of "
-                   "the limits (default: SER_WORKERS, or 1; on N cores, N answers the most requests)")
+                   "the limits; 0: one per CPU this process may use (default: SER_WORKERS, or 0)")
     p.set_defaults(func=cmd_serve, needs_extra="serve")
 
     p = sub.add_parser("predict", help="predict the emotion of audio files with a bundle (one JSON line each)",

@@ -79,7 +79,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
     # "Optimization" switches).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = logging.logAsyncioTasks = False
-    metrics_dir = workers.count_metrics_across_processes() if settings.workers > 1 else None
+    processes = settings.workers or workers.usable_cpus()
+    metrics_dir = workers.count_metrics_across_processes() if processes > 1 else None
     try:
         app = create_app(settings)
         # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
@@ -96,8 +97,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             Server(config).run()
             return 0
         sockets = [config.bind_socket()]
-        log.info("starting %d worker processes", settings.workers)
-        return workers.run_workers(settings.workers, lambda: Server(config).run(sockets=sockets))
+        log.info("starting %d worker processes", processes)
+        return workers.run_workers(processes, lambda: Server(config).run(sockets=sockets))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(1, ge=1, le=64)     # per session; onnxruntime ignores cgroup limits
     inter_op_threads: int = Field(1, ge=1, le=64)
     # `ser serve` processes on one port (service/workers.py); each has the limits below of its own.
-    workers: int = Field(1, ge=1, le=64)
+    # 0: one per CPU this process may use (its affinity and a container's CPU limit).
+    workers: int = Field(0, ge=0, le=64)
     max_concurrency: int = Field(2, ge=1, le=64)      # inferences running at once
     max_queue: int = Field(16, ge=0, le=10_000)       # requests waiting beyond that get 503
     # Per loaded model: what its runs at once may take (each model's batch is sized to fit; service/memory.py)

@@ -1,8 +1,9 @@
-"""`ser serve --workers N`: N processes answering on one listening socket.
+"""`ser serve --workers N`: N processes answering on one listening socket (by default one per
+CPU this process may use).
 
 One process serves at most about one core of the Python around the model (its event loop and
 the GIL it shares with the inference threads), so on N cores N processes answer more requests
-(docs/performance.md). The parent binds the socket and loads the bundles once, then forks the
+(docs/performance.md: 1.6× on 2 cores). The parent binds the socket and loads the bundles once, then forks the
 workers: they share the loaded models' memory until they write it, and a worker that dies is
 replaced at once from the same parent. The parent never serves; on SIGTERM or SIGINT it passes
 SIGTERM to every worker, each drains its own connections, and it exits when they have.
@@ -15,13 +16,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import tempfile
 import time
+from pathlib import Path
 
 log = logging.getLogger("ser")
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A container's CPU limit (docker --cpus, a pod's limit): cgroup v2, then v1 (quota, period).
+CPU_QUOTA_FILES = ((Path("/sys/fs/cgroup/cpu.max"),),
+                   (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity, bounded by a cgroup CPU quota rounded up
+    (which os.cpu_count() and onnxruntime ignore)."""
+    n = len(os.sched_getaffinity(0))
+    for files in CPU_QUOTA_FILES:
+        try:
+            quota, period = " ".join(f.read_text() for f in files).split()
+            if quota not in ("max", "-1"):
+                return max(1, min(n, math.ceil(int(quota) / int(period))))
+        except (OSError, ValueError):
+            continue
+    return n
 
 
 def count_metrics_across_processes() -> str:

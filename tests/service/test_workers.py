@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
+import pytest
 
 from devtools.audio import wav_bytes
 from devtools.server import running_server
+from service import workers
 
 CLIP = wav_bytes(1.5)
 
@@ -60,3 +62,17 @@ def test_two_workers_count_each_request_once_survive_a_killed_worker_and_drain(s
         assert log.count("\nready: ") + log.startswith("ready: ") == 3   # two, then the replacement
         assert log.splitlines().count("stopped") == 2   # the two live workers drained
         assert not psutil.pid_exists(workers[1].pid)
+
+
+@pytest.mark.parametrize("files, want", [({"cpu.max": "50000 100000\n"}, 1),          # docker --cpus 0.5
+                                         ({"cpu.max": "150000 100000\n"}, 2),         # --cpus 1.5: rounded up
+                                         ({"cpu.max": "max 100000\n"}, None),          # no limit: the affinity
+                                         ({"quota": "100000\n", "period": "100000\n"}, 1),   # cgroup v1
+                                         ({"quota": "-1\n", "period": "100000\n"}, None),
+                                         ({}, None)])                                   # no cgroup files
+def test_usable_cpus_follow_a_container_cpu_limit(files, want, tmp_path, monkeypatch):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(workers, "CPU_QUOTA_FILES", ((tmp_path / "cpu.max",), (tmp_path / "quota", tmp_path / "period")))
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert workers.usable_cpus() == (want or 4)

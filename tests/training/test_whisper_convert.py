@@ -24,9 +24,11 @@ from training import whisper_convert as wc  # noqa: E402
 from training.teacher import encode_short  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-# CT2 runs the same float16-stored weights in float32; measured max |diff| is ~4e-5
-# on outputs of magnitude ~12, so 1e-3 leaves room for BLAS differences.
-CT2_TOLERANCE = 1e-3
+# CT2 runs the same float16-stored weights in float32, with its own kernels. Max |diff| over the
+# output's max |value|, measured on the RAVDESS clip: tiny.en 1.7e-6 (2e-5 of 12.2), base 4.8e-5
+# (1.2e-3 of 24.1, one outlier: the 99.9th percentile is 3.4e-5) on an AMD EPYC host. Weights
+# that were not converted right give differences of the order of the outputs.
+CT2_TOLERANCE = 2e-4
 
 
 # ------------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def _ctranslate2():
 
 
 def verify_encoder(hf_dir, src=None, audio: np.ndarray | None = None) -> float:
-    """Max |HF encoder - CT2 encoder| on the same 30 s log-mel input.
+    """Max |HF encoder - CT2 encoder| over max |HF encoder|, on the same 30 s log-mel input.
 
     The HF side is loaded the way the teacher loads it (AutoModelForAudioClassification),
     so this also checks that its encoder really received the converted weights.
@@ -82,7 +84,7 @@ def verify_encoder(hf_dir, src=None, audio: np.ndarray | None = None) -> float:
     ct2 = ctranslate2.models.Whisper(str(src_dir), device="cpu", compute_type="float32")
     ct2_out = np.array(ct2.encode(ctranslate2.StorageView.from_array(feats), to_cpu=True))
     assert ct2_out.shape == hf_out.shape
-    return float(np.abs(hf_out - ct2_out).max())
+    return float(np.abs(hf_out - ct2_out).max() / np.abs(hf_out).max())
 
 
 # ------------------------------------------------------------------------------------
