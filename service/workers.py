@@ -72,9 +72,11 @@ def run_workers(n: int, serve_one) -> int:
             try:
                 serve_one()
                 status = 0
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
             finally:
                 logging.shutdown()
-                os._exit(status)
+                os._exit(status)   # never back into the parent's code
         workers.add(pid)
 
     def stop(signum, frame) -> None:
@@ -94,8 +96,6 @@ def run_workers(n: int, serve_one) -> int:
             pid, code = os.wait()
         except ChildProcessError:
             break
-        except InterruptedError:
-            continue
         workers.discard(pid)
         multiprocess.mark_process_dead(pid)   # its gauges leave the sums; its counts stay
         if not stopping:
