@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics,
-                               generate_latest, multiprocess)
+                               generate_latest, multiprocess, values)
 
 # Off unless wanted: a `*_created` series per counter and histogram doubles what is scraped and
 # says only when the process started. prometheus_client's own switch brings them back:
@@ -17,6 +18,17 @@ if "PROMETHEUS_DISABLE_CREATED_SERIES" not in os.environ:
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
                    0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.1, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"   # prometheus_client's name for the folder of every process's counts
+
+
+def count_across_processes() -> str:
+    """Before any metric exists: every process of this one's tree (the workers of `ser serve
+    --workers N`, service/workers.py) counts into files of one new folder, which a scrape adds up.
+    Returns the folder."""
+    folder = tempfile.mkdtemp(prefix="ser-metrics-")
+    os.environ[MULTIPROC_DIR_ENV] = folder
+    values.ValueClass = values.MultiProcessValue()
+    return folder
 
 
 class Metrics:
@@ -52,7 +64,7 @@ class Metrics:
         """The text a scrape gets. Under `ser serve --workers N` (service/workers.py) the counts of
         every worker, summed (the gauges too: what is in flight in all of them); the model info,
         which prometheus_client's multiprocess mode does not carry, is this worker's, the same in each."""
-        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        folder = os.environ.get(MULTIPROC_DIR_ENV)
         if not folder:
             return generate_latest(self.registry)
         registry = CollectorRegistry()

@@ -12,7 +12,7 @@ import shutil
 
 import uvicorn
 
-from service import workers
+from service import metrics, workers
 from service.app import create_app
 from service.settings import Settings
 from service.websocket import websocket_protocol
@@ -80,7 +80,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = logging.logAsyncioTasks = False
     processes = settings.workers or workers.usable_cpus()
-    metrics_dir = workers.count_metrics_across_processes() if processes > 1 else None
+    metrics_dir = metrics.count_across_processes() if processes > 1 else None
     try:
         app = create_app(settings)
         # Load and warm up the bundles here, before uvicorn: a bad bundle is then one clear error
@@ -93,7 +93,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
                                 ws=websocket_protocol(settings), ws_max_size=settings.stream_max_frame_bytes,
                                 ws_per_message_deflate=False, proxy_headers=bool(settings.forwarded_allow_ips),
                                 forwarded_allow_ips=settings.forwarded_allow_ips or None)
-        if metrics_dir is None:
+        if processes == 1:
             Server(config).run()
             return 0
         sockets = [config.bind_socket()]

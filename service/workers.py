@@ -19,12 +19,10 @@ import logging
 import math
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 log = logging.getLogger("ser")
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A container's CPU limit (docker --cpus, a pod's limit): cgroup v2, then v1 (quota, period).
 CPU_QUOTA_FILES = ((Path("/sys/fs/cgroup/cpu.max"),),
                    (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")))
@@ -42,17 +40,6 @@ def usable_cpus() -> int:
         except (OSError, ValueError):
             continue
     return n
-
-
-def count_metrics_across_processes() -> str:
-    """Before any metric exists: every process of this one's tree counts into files of one new
-    folder, which a scrape adds up. Returns the folder."""
-    from prometheus_client import values
-
-    folder = tempfile.mkdtemp(prefix="ser-metrics-")
-    os.environ[METRICS_DIR_ENV] = folder
-    values.ValueClass = values.MultiProcessValue()
-    return folder
 
 
 def run_workers(n: int, serve_one) -> int:
