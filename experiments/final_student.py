@@ -4,8 +4,9 @@ with the shipped one on the shipped pair's held-out audio (`experiments.pad_mode
     python -m experiments.final_student --run RUN --config configs/multicorpus-fast.json \
         --name student_fkd3 [--feature-kd 3] --out DIR
 
-RUN is a pipeline run folder whose final split is made (records.csv, final/split.json, and the
-final teacher in final/teacher/: `ser pipeline --final` makes them). The student trains into
+RUN is a pipeline run folder (records.csv and the encoder's statistics: `ser pipeline` makes them);
+the final split (RUN/final/split.json) and its teacher (RUN/final/teacher/) are made as
+`ser pipeline --final` makes them when they are not there yet. The student trains into
 RUN/final/NAME with the config's student recipe (resumable from its last.pt), distilled from the
 final teacher, and is exported into DIR as the pipeline exports a student (parity-checked,
 calibrated on the validation speakers), with its int8 copy in DIR-int8 (label agreement with the
@@ -24,13 +25,14 @@ import torch
 
 from experiments.fold_students import TESS, student_config
 from export.bundles import INT8_NOTE, STUDENT_DESCRIPTION, export_bundle, export_quantized, split_info, student_name
-from pipeline.run import PipelineConfig, decode_corpus, train_student_stage
+from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_student_stage
+from pipeline.teachers import train_teacher_stage
 from service.audio import load_audio
 from training.config import from_dict, read_config
 from training.corpora import adapter, prepare_corpus, read_corpus_info
 from training.evaluate import predict_probs, report_from_probs
 from training.records import read_records
-from training.splits import apply_split, read_split
+from training.splits import apply_split, read_split, split_by_corpus, write_split
 from training.train_student import load_student
 
 
@@ -45,11 +47,16 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = from_dict(PipelineConfig, read_config(args.config))
     fold = args.run / "final"
-    parts = apply_split(read_records(args.run / "records.csv"), read_split(fold / "split.json"))
+    records = read_records(args.run / "records.csv")
+    if not (fold / "split.json").exists():
+        fold.mkdir(exist_ok=True)
+        write_split(split_by_corpus(records, val_speakers=cfg.val_speakers, seed=cfg.seed), fold / "split.json")
+    parts = apply_split(records, read_split(fold / "split.json"))
     speakers = {r.speaker for r in parts["train"]}
     transfer = [t for c in cfg.corpora for t in adapter(c.name).transfer(c.root) if t.speaker in speakers]
+    clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
+    train_teacher_stage(fold, parts, clips, cfg, backbone_folder(cfg.backbone, args.run))
     if not (fold / args.name / "history.json").exists():
-        clips = decode_corpus([*parts["train"], *parts["val"], *transfer])
         scfg = student_config(cfg, args.feature_kd)
         train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
     ckpt = fold / args.name / "student.pt"
