@@ -29,7 +29,7 @@ from pipeline.run import PipelineConfig, backbone_folder, decode_corpus, train_s
 from pipeline.teachers import train_teacher_stage
 from service.audio import load_audio
 from training.config import from_dict, read_config
-from training.corpora import adapter, prepare_corpus, read_corpus_info
+from training.corpora import adapter, prepare_corpus, write_corpus_info
 from training.evaluate import predict_probs, report_from_probs
 from training.records import read_records
 from training.splits import apply_split, read_split, split_by_corpus, write_split
@@ -61,7 +61,7 @@ def main() -> None:
         train_student_stage(fold, args.name, scfg, parts, transfer, clips, cfg, fold / "teacher")
     ckpt = fold / args.name / "student.pt"
     model, scfg = load_student(ckpt)
-    corpus = read_corpus_info(args.run)
+    corpus = write_corpus_info(args.run, [(c.name, c.root) for c in cfg.corpora])   # as the pipeline records it
     bundle, _ = export_bundle(model, args.out, role="student", name=student_name(corpus), windowing=scfg.windowing,
                               parts=parts, training={**split_info(fold, parts),
                                                      "config": json.loads((ckpt.parent / "config.json").read_text())},
