@@ -170,4 +170,4 @@ STUDENT_DESCRIPTION = (
     "over time and a small MLP give 6 logits. The waveform is normalised per window inside the graph.")
 INT8_NOTE = {"student": " int8 (static QDQ) copy of the float32 student.",
              "teacher": " int8 copy of the float32 teacher: the weights of its MatMuls quantized per "
-                        "channel (dynamic), activations in float."}
+                        "channel in 7 bits (dynamic), activations in float."}

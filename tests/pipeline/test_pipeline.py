@@ -139,6 +139,16 @@ def test_final_models_carry_the_estimates_in_their_cards(run):
     assert not (final / "student_alone").exists()
 
 
+def test_the_int8_teachers_weights_fit_in_7_bits(run):
+    """8-bit weights saturate onnxruntime's uint8 x int8 products on CPUs without VNNI (export.quantize)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(run["out"] / "final" / "bundles" / "teacher-int8" / "model.onnx"))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights and 32 < max(int(np.abs(w).max()) for w in weights) <= 64
+
+
 def test_the_fallback_threshold_is_chosen_on_the_folds_and_carried_by_the_final_students(run):
     records, out, cfg, _, cross = run["args"]
     sets = fold_sets([out / "fold0", out / "fold1"], records, cross, cfg.degraded_clips)
