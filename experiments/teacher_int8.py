@@ -1,11 +1,11 @@
 """The int8 teacher against its float32 model on this machine's CPU: how often each int8 copy
 gives the float model's label on held-out audio, and its UA there.
 
-    python -m experiments.teacher_int8 --run RUN --out DIR
+    python -m experiments.teacher_int8 --run RUN --out DIR [--float DIR] [--ship models/teacher]
 
 RUN is a pipeline run folder with a final teacher (RUN/final/teacher/, as `ser pipeline --final`
 or `experiments.final_student` makes it). Its float32 bundle is exported into DIR/teacher as the
-pipeline exports it, then quantized three ways (dynamic, per-channel MatMul weights, uint8
+pipeline exports it (or --float names one), then quantized three ways (dynamic, per-channel MatMul weights, uint8
 activations): 8-bit int8 weights (the teacher shipped before), 7-bit (`reduce_range`, what the
 pipeline now exports) and uint8 weights. On x86
 CPUs without VNNI, onnxruntime multiplies uint8 by int8 with an instruction whose 16-bit sums can
@@ -55,18 +55,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--shipped", type=Path, default=Path("models/teacher"), help="also scored, beside the copies")
     ap.add_argument("--ship", type=Path, help="write the 7-bit copy as a finished bundle here")
+    ap.add_argument("--float", type=Path, help="a float32 teacher bundle to quantize instead of the run's final "
+                    "teacher (e.g. experiments.recover_teacher's)")
     args = ap.parse_args()
     print("CPU flags:", " ".join(cpu_flags()) or "none of avx2/avx512f/vnni")
     fold = args.run / "final"
     parts = apply_split(read_records(args.run / "records.csv"), read_split(fold / "split.json"))
-    teacher, windowing = load_teacher_folder(fold / "teacher")
-    tcfg, backbone, description = teacher_training(fold / "teacher")
-    src = args.out / "teacher"
+    src = args.float or args.out / "teacher"
     if not (src / "bundle.json").exists():
+        teacher, windowing = load_teacher_folder(fold / "teacher")
+        tcfg, backbone, description = teacher_training(fold / "teacher")
         export_bundle(teacher, src, role="teacher", name=f"{Path(backbone).name}-ser", windowing=windowing,
                       parts=parts, training={**split_info(fold, parts), "config": tcfg},
                       license=read_corpus_info(args.run)["license"], description=description,
                       eval_dir=args.out / "eval-teacher")
+    description = json.loads((src / "bundle.json").read_text())["extra"]["description"]
     copies = {"float32": src, "shipped int8 bundle": args.shipped}
     for name, options in VARIANTS.items():
         copies[f"int8 {name}"] = args.out / f"teacher-int8-{name}"
