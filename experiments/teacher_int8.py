@@ -99,7 +99,7 @@ def ship(src: Path, out: Path, shipped: dict, parts: dict, tess: list, tess_ua: 
     export_quantized(src, out, parts, work / "eval-ship", description + INT8_NOTE["teacher"], held_out=tess)
     meta = json.loads((out / "bundle.json").read_text())
     meta["metrics"] = {**shipped["metrics"], "cross_corpus_ua": {"tess-oaf": tess_ua}}
-    meta["extra"]["comparison"] = re.sub(r"(tess-oaf \(never trained on\): UA )[0-9.]+",
+    meta["extra"]["comparison"] = re.sub(r"(tess-oaf \(never trained on\): UA )[0-9]+\.[0-9]+",
                                          rf"\g<1>{tess_ua:.3f}", shipped["extra"]["comparison"])
     write_bundle(out, meta, model_card(meta, None, meta["extra"]["description"]))
 
