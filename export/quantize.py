@@ -77,9 +77,9 @@ def quantize_student_graph(src: Path, out: Path, input_name: str, windows: np.nd
 
 # The teacher's MatMuls multiply uint8 activations by int8 weights. On x86 CPUs without VNNI,
 # onnxruntime does it with an instruction whose 16-bit pair sums saturate: with 8-bit weights the
-# shipped teacher gave its float model's label on only 85-90 % of held-out clips there (exact on
-# VNNI CPUs). 7-bit weights cannot saturate and cost no time (docs/experiments.md, "The int8
-# teacher on CPUs without VNNI").
+# teacher shipped before gave its float model's label on only 80-94 % of held-out clips there
+# (VNNI's instruction sums into 32 bits). 7-bit weights cannot saturate and cost no time
+# (docs/experiments.md, "The int8 teacher on CPUs without VNNI").
 TEACHER_INT8 = {"weight_type": QuantType.QInt8, "reduce_range": True}
 
 AGREEMENT_BAR = 0.97   # share of held-out clips on which an int8 student must give its float model's label
