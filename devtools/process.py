@@ -1,4 +1,5 @@
-"""A process's CPU time and memory: the one place tests and benchmarks read them."""
+"""A process's CPU time and memory, and the CPU's int8 features: the one place tests, benchmarks
+and experiments read them."""
 
 from __future__ import annotations
 
@@ -48,3 +49,10 @@ def peak_rss_mb(pid: int) -> float:
 def reset_peak(pid: int) -> None:
     """Make the peak start again from the current resident memory (Linux clear_refs)."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def int8_cpu_flags() -> list[str]:
+    """The CPU flags that decide onnxruntime's int8 kernels (VNNI or not)."""
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return sorted(f for f in flags if "vnni" in f or f in ("avx2", "avx512f", "amx_int8"))

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from onnxruntime.quantization import QuantType
 
+from devtools.process import int8_cpu_flags
 from experiments.fold_students import TESS
 from export.bundles import INT8_NOTE, export_bundle, export_quantized, split_info, teacher_training
 from export.cards import model_card
@@ -43,12 +44,6 @@ VARIANTS = {"8-bit": {"reduce_range": False}, "reduce-range": None,   # None: ex
             "u8u8": {"weight_type": QuantType.QUInt8, "reduce_range": False}}
 
 
-def cpu_flags() -> list[str]:
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    return sorted(f for f in flags if "vnni" in f or f in ("avx2", "avx512f", "amx_int8"))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -58,7 +53,7 @@ def main() -> None:
     ap.add_argument("--float", type=Path, help="a float32 teacher bundle to quantize instead of the run's final "
                     "teacher (e.g. experiments.recover_teacher's)")
     args = ap.parse_args()
-    print("CPU flags:", " ".join(cpu_flags()) or "none of avx2/avx512f/vnni")
+    print("CPU flags:", " ".join(int8_cpu_flags()) or "none of avx2/avx512f/vnni")
     fold = args.run / "final"
     parts = apply_split(read_records(args.run / "records.csv"), read_split(fold / "split.json"))
     src = args.float or args.out / "teacher"
