@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export.quantize import VARIANTS, quantize_student_graph
+from export.quantize import VARIANTS, probability_agreement, quantize_student_graph
 from service.audio import SAMPLE_RATE, load_audio, trim_silence
 from service.bundle import load_bundle
 from service.labels import LABELS
@@ -142,9 +142,9 @@ def main() -> None:
         rows[name] = {}
         for k in sets:
             p = clip_probs(path, *win[k], b.temperature)
-            tv = 0.5 * np.abs(p - ref[k]).sum(1)
-            rows[name][k] = {"agree": float((p.argmax(1) == ref[k].argmax(1)).mean()), "n": len(p),
-                             "mean_tv": float(tv.mean()), "max_tv": float(tv.max()), "ua": ua(p, recs[k])}
+            a = probability_agreement(ref[k], p)
+            rows[name][k] = {"agree": a["label_agreement"], "n": len(p), "mean_tv": a["mean_prob_distance"],
+                             "max_tv": a["max_prob_distance"], "ua": ua(p, recs[k])}
         print(name, json.dumps(rows[name]), flush=True)
     if args.time:
         graphs = {"float32": b.model_path, **models}

@@ -31,15 +31,14 @@ def head_parameters(int8: onnx.ModelProto, like: onnx.ModelProto) -> dict[str, n
     have = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
     out = {}
     for t in like.graph.initializer:
-        mine = numpy_helper.to_array(t)
-        if t.name in have and have[t.name].dtype == np.float32 and not np.array_equal(have[t.name], mine):
-            out[t.name] = have[t.name]
+        if t.name in have and have[t.name].dtype == np.float32:
+            if not np.array_equal(have[t.name], numpy_helper.to_array(t)):
+                out[t.name] = have[t.name]
         elif f"{t.name}_Transposed_quantized" in have:   # the head's MLP weights (the encoder's are pretrained)
             q, zp, scale = (have[f"{t.name}_Transposed_{k}"] for k in ("quantized", "zero_point", "scale"))
             out[t.name] = ((q.astype(np.float32) - zp.astype(np.float32)) * scale).T
-    for name, value in out.items():
-        if value.shape != tuple(next(t.dims for t in like.graph.initializer if t.name == name)):
-            raise ValueError(f"{name}: shape {value.shape} does not fit the graph of --like")
+        if t.name in out and out[t.name].shape != tuple(t.dims):
+            raise ValueError(f"{t.name}: shape {out[t.name].shape} does not fit the graph of --like")
     return out
 
 

@@ -25,14 +25,13 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 from onnxruntime.quantization import QuantType
 
 from devtools.process import int8_cpu_flags
 from experiments.fold_students import TESS
 from export.bundles import INT8_NOTE, export_bundle, export_quantized, split_info, teacher_training
 from export.cards import model_card
-from export.quantize import quantize_bundle
+from export.quantize import probability_agreement, quantize_bundle
 from service.bundle import write_bundle
 from training.corpora import prepare_corpus, read_corpus_info
 from training.evaluate import bundle_probs, report_from_probs
@@ -77,11 +76,11 @@ def main() -> None:
     for set_name, recs in sets.items():
         probs = {name: bundle_probs(d, recs) for name, d in copies.items()}
         for name, p in probs.items():
-            same = float(np.mean(p.argmax(1) == probs["float32"].argmax(1)))
-            tv = float(np.mean(0.5 * np.abs(p - probs["float32"]).sum(1)))
+            a = probability_agreement(probs["float32"], p)
             ua = report_from_probs(p, recs)["ua"]
             scores[set_name, name] = ua
-            print(f"| {set_name} | {name} | {same:.3f} | {tv:.3f} | {ua:.3f} |", flush=True)
+            print(f"| {set_name} | {name} | {a['label_agreement']:.3f} | {a['mean_prob_distance']:.3f} | {ua:.3f} |",
+                  flush=True)
     if args.ship:
         ship(src, args.ship, json.loads((args.shipped / "bundle.json").read_text()), parts, sets["tess-oaf"],
              scores["tess-oaf", "int8 reduce-range"], description, args.out)

@@ -85,16 +85,20 @@ TEACHER_INT8 = {"weight_type": QuantType.QInt8, "reduce_range": True}
 AGREEMENT_BAR = 0.97   # share of held-out clips on which an int8 student must give its float model's label
 
 
+def probability_agreement(p: np.ndarray, q: np.ndarray) -> dict:
+    """How far probabilities `q` are from `p`, row by row (one clip each): the share of rows with
+    the same label, and the total-variation distance of the rows."""
+    tv = 0.5 * np.abs(p - q).sum(axis=1)
+    return {"label_agreement": float((p.argmax(axis=1) == q.argmax(axis=1)).mean()),
+            "mean_prob_distance": float(tv.mean()), "max_prob_distance": float(tv.max())}
+
+
 def agreement(float_dir: Path, int8_dir: Path, records: list[Utterance]) -> dict:
-    """How far an int8 bundle is from its float one on `records` (held-out audio), as served: the
-    share of clips with the same label, and the total-variation distance of their probabilities."""
+    """How far an int8 bundle is from its float one on `records` (held-out audio), as served."""
     from training.evaluate import bundle_probs
 
-    p, q = bundle_probs(float_dir, records), bundle_probs(int8_dir, records)
-    tv = 0.5 * np.abs(p - q).sum(axis=1)
-    same = float((p.argmax(axis=1) == q.argmax(axis=1)).mean())
-    return {"clips": len(records), "label_agreement": same, "mean_prob_distance": float(tv.mean()),
-            "max_prob_distance": float(tv.max()), "meets_bar": same >= AGREEMENT_BAR}
+    a = probability_agreement(bundle_probs(float_dir, records), bundle_probs(int8_dir, records))
+    return {"clips": len(records), **a, "meets_bar": a["label_agreement"] >= AGREEMENT_BAR}
 
 
 def quantize_bundle(src: Path, out: Path, calibration: list[Utterance], max_windows: int = 200,
